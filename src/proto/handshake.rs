@@ -1,0 +1,548 @@
+//! The opening handshake (RFC 6455 §4): the client's request and its check of
+//! the response, the server's check of the request and its response. HTTP
+//! heads are parsed by `httparse`; nothing here touches a socket.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use std::fmt;
+
+/// The GUID that RFC 6455 §1.3 appends to the key.
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The most headers a head may have.
+const MAX_HEADERS: usize = 64;
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)).
+pub fn accept_key(key: &str) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(WS_GUID.as_bytes());
+    BASE64.encode(sha.digest().bytes())
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitively).
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn header<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// Every value of a repeatable header, split at commas and trimmed.
+fn header_tokens(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| h.value.split(|b| *b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).into_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+// ---------------------------------------------------------------- client side
+
+/// The client's request, and the key it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// The `Sec-WebSocket-Key` sent (base64 of 16 random bytes).
+    pub key: String,
+    /// The request head, ready to write.
+    pub bytes: Vec<u8>,
+}
+
+/// Builds the client's upgrade request.
+///
+/// `host` is the `Host` header value (with the port when it is not the
+/// scheme's default), `resource` the path and query (`/` at least), `nonce`
+/// 16 random bytes.
+pub fn client_request(
+    host: &str,
+    resource: &str,
+    protocols: &[String],
+    nonce: [u8; 16],
+) -> ClientRequest {
+    let key = BASE64.encode(nonce);
+    let mut req = format!(
+        "GET {resource} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    if !protocols.is_empty() {
+        req.push_str("Sec-WebSocket-Protocol: ");
+        req.push_str(&protocols.join(", "));
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    ClientRequest {
+        key,
+        bytes: req.into_bytes(),
+    }
+}
+
+/// What a valid 101 response told the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The subprotocol the server chose, if any.
+    pub protocol: Option<String>,
+}
+
+/// Why the client rejects the server's response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseError {
+    /// The head is longer than the limit.
+    TooLarge,
+    /// Not parseable as HTTP.
+    Malformed(String),
+    /// The status was not 101.
+    Status(u16),
+    /// `Upgrade: websocket` is missing.
+    NoUpgrade,
+    /// `Connection: Upgrade` is missing.
+    NoConnectionUpgrade,
+    /// `Sec-WebSocket-Accept` is missing or wrong.
+    BadAccept,
+    /// The server chose a subprotocol that was not offered.
+    UnofferedProtocol(String),
+    /// The server enabled an extension that was not offered.
+    UnofferedExtension(String),
+}
+
+impl fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResponseError::TooLarge => f.write_str("the response head is too large"),
+            ResponseError::Malformed(e) => write!(f, "malformed HTTP response: {e}"),
+            ResponseError::Status(s) => write!(f, "the server answered HTTP {s}, not 101"),
+            ResponseError::NoUpgrade => f.write_str("the response lacks 'Upgrade: websocket'"),
+            ResponseError::NoConnectionUpgrade => {
+                f.write_str("the response lacks 'Connection: Upgrade'")
+            }
+            ResponseError::BadAccept => f.write_str("wrong or missing Sec-WebSocket-Accept"),
+            ResponseError::UnofferedProtocol(p) => {
+                write!(
+                    f,
+                    "the server chose subprotocol '{p}', which was not offered"
+                )
+            }
+            ResponseError::UnofferedExtension(e) => {
+                write!(
+                    f,
+                    "the server enabled extension '{e}', which was not offered"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResponseError {}
+
+/// Parses and checks the server's response.
+///
+/// Returns `Ok(None)` until `buf` holds the whole head, then the result and
+/// the length of the head (bytes after it are WebSocket frames).
+pub fn parse_response(
+    buf: &[u8],
+    key: &str,
+    offered: &[String],
+    max_head: usize,
+) -> Result<Option<(Accepted, usize)>, ResponseError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > max_head {
+                Err(ResponseError::TooLarge)
+            } else {
+                Ok(None)
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooLarge),
+        Err(e) => return Err(ResponseError::Malformed(e.to_string())),
+    };
+    if len > max_head {
+        return Err(ResponseError::TooLarge);
+    }
+    let status = resp.code.unwrap_or(0);
+    if status != 101 {
+        return Err(ResponseError::Status(status));
+    }
+    let headers = resp.headers;
+    if !header(headers, "upgrade").is_some_and(|v| has_token(v, "websocket")) {
+        return Err(ResponseError::NoUpgrade);
+    }
+    if !headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "upgrade"))
+    {
+        return Err(ResponseError::NoConnectionUpgrade);
+    }
+    let expected = accept_key(key);
+    if header(headers, "sec-websocket-accept").map(|v| v.trim_ascii()) != Some(expected.as_bytes())
+    {
+        return Err(ResponseError::BadAccept);
+    }
+    let chosen = header_tokens(headers, "sec-websocket-protocol");
+    let protocol = match chosen.as_slice() {
+        [] => None,
+        [p] if offered.iter().any(|o| o == p) => Some(p.clone()),
+        _ => return Err(ResponseError::UnofferedProtocol(chosen.join(", "))),
+    };
+    if let Some(ext) = header_tokens(headers, "sec-websocket-extensions").first() {
+        return Err(ResponseError::UnofferedExtension(ext.clone()));
+    }
+    Ok(Some((Accepted { protocol }, len)))
+}
+
+// ---------------------------------------------------------------- server side
+
+/// A valid upgrade request, as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The request target (path and query).
+    pub resource: String,
+    /// The `Host` header.
+    pub host: String,
+    /// The `Sec-WebSocket-Key` header.
+    pub key: String,
+    /// The subprotocols the client offered, in its order of preference.
+    pub protocols: Vec<String>,
+}
+
+/// Why the server rejects a request; each maps to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// The head is longer than the limit, or has too many headers (431).
+    TooLarge,
+    /// Not parseable as HTTP (400).
+    Malformed(String),
+    /// A well-formed HTTP request that does not ask for a WebSocket (400).
+    NotUpgrade {
+        /// The method of the request.
+        method: String,
+        /// The request target.
+        resource: String,
+    },
+    /// An upgrade request that breaks a rule of RFC 6455 §4.2.1 (400).
+    Invalid(&'static str),
+    /// `Sec-WebSocket-Version` is not 13 (426, with `Sec-WebSocket-Version: 13`).
+    Version,
+}
+
+impl RequestError {
+    /// The HTTP status the server answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::TooLarge => 431,
+            RequestError::Version => 426,
+            _ => 400,
+        }
+    }
+
+    /// The complete HTTP response for this rejection.
+    pub fn response(&self) -> Vec<u8> {
+        let (status, reason) = match self.status() {
+            431 => (431, "Request Header Fields Too Large"),
+            426 => (426, "Upgrade Required"),
+            _ => (400, "Bad Request"),
+        };
+        let body = format!("{self}\n");
+        let mut head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        if status == 426 {
+            head.push_str("Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
+        }
+        head.push_str("\r\n");
+        head.push_str(&body);
+        head.into_bytes()
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::TooLarge => f.write_str("request head too large"),
+            RequestError::Malformed(e) => write!(f, "malformed HTTP request: {e}"),
+            RequestError::NotUpgrade { method, resource } => {
+                write!(f, "{method} {resource} is not a WebSocket upgrade request")
+            }
+            RequestError::Invalid(why) => write!(f, "invalid WebSocket upgrade request: {why}"),
+            RequestError::Version => {
+                f.write_str("unsupported Sec-WebSocket-Version (13 is required)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Parses and checks a client's upgrade request.
+///
+/// Returns `Ok(None)` until `buf` holds the whole head, then the request and
+/// the length of the head.
+pub fn parse_request(
+    buf: &[u8],
+    max_head: usize,
+) -> Result<Option<(Request, usize)>, RequestError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > max_head {
+                Err(RequestError::TooLarge)
+            } else {
+                Ok(None)
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooLarge),
+        Err(e) => return Err(RequestError::Malformed(e.to_string())),
+    };
+    if len > max_head {
+        return Err(RequestError::TooLarge);
+    }
+    let method = req.method.unwrap_or_default();
+    let resource = req.path.unwrap_or_default();
+    let headers = req.headers;
+    let upgrade = header(headers, "upgrade").is_some_and(|v| has_token(v, "websocket"));
+    if !upgrade {
+        return Err(RequestError::NotUpgrade {
+            method: method.to_owned(),
+            resource: resource.to_owned(),
+        });
+    }
+    if method != "GET" {
+        return Err(RequestError::Invalid("the method is not GET"));
+    }
+    if req.version != Some(1) {
+        return Err(RequestError::Invalid("the HTTP version is not 1.1"));
+    }
+    let Some(host) = header(headers, "host") else {
+        return Err(RequestError::Invalid("no Host header"));
+    };
+    if !headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "upgrade"))
+    {
+        return Err(RequestError::Invalid("Connection does not list Upgrade"));
+    }
+    let key = header(headers, "sec-websocket-key")
+        .map(|v| v.trim_ascii())
+        .unwrap_or_default();
+    match BASE64.decode(key) {
+        Ok(raw) if raw.len() == 16 => {}
+        _ => {
+            return Err(RequestError::Invalid(
+                "Sec-WebSocket-Key is not 16 bytes in base64",
+            ))
+        }
+    }
+    if header(headers, "sec-websocket-version").map(|v| v.trim_ascii()) != Some(b"13".as_slice()) {
+        return Err(RequestError::Version);
+    }
+    Ok(Some((
+        Request {
+            resource: resource.to_owned(),
+            host: String::from_utf8_lossy(host).into_owned(),
+            key: String::from_utf8_lossy(key).into_owned(),
+            protocols: header_tokens(headers, "sec-websocket-protocol"),
+        },
+        len,
+    )))
+}
+
+/// The server's 101 response, with the chosen subprotocol if any.
+pub fn accept_response(key: &str, protocol: Option<&str>) -> Vec<u8> {
+    let mut resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        accept_key(key)
+    );
+    if let Some(p) = protocol {
+        resp.push_str("Sec-WebSocket-Protocol: ");
+        resp.push_str(p);
+        resp.push_str("\r\n");
+    }
+    resp.push_str("\r\n");
+    resp.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    #[test]
+    fn accept_key_matches_rfc_6455_section_1_3() {
+        assert_eq!(accept_key(RFC_KEY), RFC_ACCEPT);
+    }
+
+    #[test]
+    fn client_request_is_what_rfc_section_1_2_shows() {
+        let nonce = *b"the sample nonce";
+        let req = client_request(
+            "server.example.com",
+            "/chat",
+            &["chat".into(), "superchat".into()],
+            nonce,
+        );
+        assert_eq!(req.key, RFC_KEY);
+        let parsed = parse_request(&req.bytes, 8192).unwrap().unwrap();
+        assert_eq!(parsed.1, req.bytes.len());
+        assert_eq!(parsed.0.resource, "/chat");
+        assert_eq!(parsed.0.host, "server.example.com");
+        assert_eq!(parsed.0.protocols, vec!["chat", "superchat"]);
+    }
+
+    fn response(extra: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {RFC_ACCEPT}\r\n{extra}\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn response_checks() {
+        let offered = vec!["chat".to_string()];
+        let ok = response("Sec-WebSocket-Protocol: chat\r\n");
+        let (acc, n) = parse_response(&ok, RFC_KEY, &offered, 8192)
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, ok.len());
+        assert_eq!(acc.protocol.as_deref(), Some("chat"));
+        for cut in 0..ok.len() {
+            assert_eq!(
+                parse_response(&ok[..cut], RFC_KEY, &offered, 8192),
+                Ok(None)
+            );
+        }
+        let bad = response("Sec-WebSocket-Protocol: other\r\n");
+        assert!(matches!(
+            parse_response(&bad, RFC_KEY, &offered, 8192),
+            Err(ResponseError::UnofferedProtocol(_))
+        ));
+        assert_eq!(
+            parse_response(&ok, "AAAAAAAAAAAAAAAAAAAAAA==", &offered, 8192),
+            Err(ResponseError::BadAccept)
+        );
+        let ext = response("Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        assert!(matches!(
+            parse_response(&ext, RFC_KEY, &offered, 8192),
+            Err(ResponseError::UnofferedExtension(_))
+        ));
+        let refused = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            parse_response(refused, RFC_KEY, &offered, 8192),
+            Err(ResponseError::Status(403))
+        );
+        assert_eq!(
+            parse_response(&ok, RFC_KEY, &offered, 20),
+            Err(ResponseError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn response_header_names_and_tokens_are_case_insensitive() {
+        let resp = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nCONNECTION: keep-alive, UPGRADE\r\n\
+             sec-websocket-accept: {RFC_ACCEPT}\r\n\r\n"
+        );
+        let (acc, _) = parse_response(resp.as_bytes(), RFC_KEY, &[], 8192)
+            .unwrap()
+            .unwrap();
+        assert_eq!(acc.protocol, None);
+    }
+
+    fn request(lines: &str) -> Vec<u8> {
+        format!("GET /chat HTTP/1.1\r\n{lines}\r\n").into_bytes()
+    }
+
+    const GOOD: &str = "Host: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+    #[test]
+    fn request_checks() {
+        let (req, _) = parse_request(&request(GOOD), 8192).unwrap().unwrap();
+        assert_eq!(req.key, RFC_KEY);
+        assert!(req.protocols.is_empty());
+
+        let not_upgrade = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
+        let err = parse_request(not_upgrade, 8192).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(matches!(err, RequestError::NotUpgrade { .. }));
+
+        let v8 = request(&GOOD.replace("Version: 13", "Version: 8"));
+        let err = parse_request(&v8, 8192).unwrap_err();
+        assert_eq!(err, RequestError::Version);
+        let text = String::from_utf8(err.response()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 426 "));
+        assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+
+        let short_key = request(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="));
+        assert!(matches!(
+            parse_request(&short_key, 8192),
+            Err(RequestError::Invalid(_))
+        ));
+        let no_host = request(&GOOD.replace("Host: server.example.com\r\n", ""));
+        assert!(matches!(
+            parse_request(&no_host, 8192),
+            Err(RequestError::Invalid(_))
+        ));
+        let no_conn = request(&GOOD.replace("Connection: Upgrade", "Connection: keep-alive"));
+        assert!(matches!(
+            parse_request(&no_conn, 8192),
+            Err(RequestError::Invalid(_))
+        ));
+        let post = request(GOOD).iter().skip(3).copied().collect::<Vec<u8>>();
+        let post = [b"POST".as_slice(), &post].concat();
+        assert!(matches!(
+            parse_request(&post, 8192),
+            Err(RequestError::Invalid(_))
+        ));
+        let http10 = String::from_utf8(request(GOOD))
+            .unwrap()
+            .replace("HTTP/1.1", "HTTP/1.0");
+        assert!(matches!(
+            parse_request(http10.as_bytes(), 8192),
+            Err(RequestError::Invalid(_))
+        ));
+        assert_eq!(
+            parse_request(&request(GOOD), 30),
+            Err(RequestError::TooLarge)
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", 10),
+            Err(RequestError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn connection_is_a_token_list_and_names_are_case_insensitive() {
+        let lines = "host: a\r\nUPGRADE: WebSocket\r\nconnection: keep-alive, Upgrade\r\n\
+                     SEC-WEBSOCKET-KEY: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\
+                     Sec-WebSocket-Protocol: a, b\r\nSec-WebSocket-Protocol: c\r\n";
+        let (req, _) = parse_request(&request(lines), 8192).unwrap().unwrap();
+        assert_eq!(req.protocols, vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn accept_response_round_trips_through_the_client_check() {
+        let resp = accept_response(RFC_KEY, Some("chat"));
+        let (acc, n) = parse_response(&resp, RFC_KEY, &["chat".into()], 8192)
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, resp.len());
+        assert_eq!(acc.protocol.as_deref(), Some("chat"));
+    }
+}

@@ -1,0 +1,587 @@
+//! The incoming half of a connection: turns bytes from the peer into
+//! messages, pings, pongs and a close, enforcing every framing rule.
+//!
+//! It takes bytes in any split (one byte at a time or many frames at once)
+//! and gives the same result. Payloads are unmasked and checked as they
+//! arrive: text fails on its first invalid UTF-8 byte, and a size limit fails
+//! on the frame header, before anything of that size is allocated.
+
+use super::close::{self, INVALID_PAYLOAD, MESSAGE_TOO_BIG, PROTOCOL_ERROR};
+use super::error::ProtocolError;
+use super::frame::{
+    decode_header, FrameHeader, HeaderError, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OP_BINARY,
+    OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
+};
+use super::mask::apply_mask;
+use super::utf8;
+use super::Role;
+
+/// Size limits for what the peer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest payload of one frame.
+    pub max_frame_size: u64,
+    /// The largest message, all its fragments together.
+    pub max_message_size: u64,
+}
+
+/// Something complete that arrived from the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A whole text message, valid UTF-8.
+    Text(String),
+    /// A whole binary message.
+    Binary(Vec<u8>),
+    /// A ping and its application data.
+    Ping(Vec<u8>),
+    /// A pong and its application data.
+    Pong(Vec<u8>),
+    /// A close frame: its code and reason, or `None` when it had no payload.
+    /// Nothing after it is read.
+    Close(Option<(u16, String)>),
+}
+
+/// A data message being assembled from its fragments.
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    data: Vec<u8>,
+    /// How much of `data` is known to be valid UTF-8 (text only).
+    utf8_checked: usize,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for (the rest of) a frame header.
+    Header,
+    /// Reading the payload of `header`; `done` bytes read so far.
+    Payload { header: FrameHeader, done: u64 },
+    /// A close frame was received, or the peer broke a rule: nothing more is read.
+    Finished,
+}
+
+/// The message assembler for one connection.
+#[derive(Debug)]
+pub struct Receiver {
+    role: Role,
+    limits: Limits,
+    state: State,
+    header: [u8; MAX_HEADER_LEN],
+    header_len: usize,
+    control: Vec<u8>,
+    message: Option<Partial>,
+}
+
+/// Reserve at most this much ahead of the data that has arrived: a header
+/// that announces a large frame does not make us allocate it all at once.
+const RESERVE_STEP: u64 = 1 << 20;
+
+impl Receiver {
+    /// A receiver for the given role (which decides the masking rule) and limits.
+    pub fn new(role: Role, limits: Limits) -> Self {
+        Receiver {
+            role,
+            limits,
+            state: State::Header,
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            control: Vec::new(),
+            message: None,
+        }
+    }
+
+    /// Whether a close frame was received or a rule was broken: the receiver
+    /// ignores all further input.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished)
+    }
+
+    /// Whether the receiver is between frames and holds no partial message.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Header) && self.header_len == 0 && self.message.is_none()
+    }
+
+    /// Feeds bytes from the peer. Everything complete is pushed to `out`, in
+    /// order. On a broken rule, what came before it is in `out` and the
+    /// receiver is finished.
+    pub fn receive(&mut self, input: &[u8], out: &mut Vec<Incoming>) -> Result<(), ProtocolError> {
+        let result = self.receive_inner(input, out);
+        if result.is_err() {
+            self.state = State::Finished;
+            self.message = None;
+            self.control = Vec::new();
+        }
+        result
+    }
+
+    fn receive_inner(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<Incoming>,
+    ) -> Result<(), ProtocolError> {
+        while !input.is_empty() {
+            match self.state {
+                State::Finished => return Ok(()),
+                State::Header => {
+                    let take = input.len().min(MAX_HEADER_LEN - self.header_len);
+                    self.header[self.header_len..self.header_len + take]
+                        .copy_from_slice(&input[..take]);
+                    let had = self.header_len;
+                    self.header_len += take;
+                    match decode_header(&self.header[..self.header_len]) {
+                        Ok(None) => {
+                            input = &input[take..];
+                        }
+                        Ok(Some((header, used))) => {
+                            input = &input[used - had..];
+                            self.header_len = 0;
+                            self.start_frame(header)?;
+                            if header.payload_len == 0 {
+                                self.finish_frame(header, out)?;
+                            } else {
+                                self.state = State::Payload { header, done: 0 };
+                            }
+                        }
+                        Err(HeaderError::LengthTopBitSet) => {
+                            return Err(ProtocolError::new(
+                                PROTOCOL_ERROR,
+                                "frame length with the most significant bit set",
+                            ));
+                        }
+                    }
+                }
+                State::Payload { header, done } => {
+                    let remaining = header.payload_len - done;
+                    let take = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
+                    let (chunk, rest) = input.split_at(take);
+                    input = rest;
+                    self.payload_chunk(&header, done, chunk)?;
+                    let done = done + take as u64;
+                    if done == header.payload_len {
+                        self.state = State::Header;
+                        self.finish_frame(header, out)?;
+                    } else {
+                        self.state = State::Payload { header, done };
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a header against every rule and the limits.
+    fn start_frame(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
+        if h.rsv != 0 {
+            return Err(ProtocolError::new(
+                PROTOCOL_ERROR,
+                "reserved bits set without a negotiated extension",
+            ));
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => {
+                return Err(ProtocolError::new(
+                    PROTOCOL_ERROR,
+                    "unmasked frame from a client",
+                ));
+            }
+            (Role::Client, true) => {
+                return Err(ProtocolError::new(
+                    PROTOCOL_ERROR,
+                    "masked frame from a server",
+                ));
+            }
+            _ => {}
+        }
+        match h.opcode {
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !h.fin {
+                    return Err(ProtocolError::new(
+                        PROTOCOL_ERROR,
+                        "fragmented control frame",
+                    ));
+                }
+                if h.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                    return Err(ProtocolError::new(
+                        PROTOCOL_ERROR,
+                        "control frame payload over 125 bytes",
+                    ));
+                }
+                self.control.clear();
+            }
+            OP_TEXT | OP_BINARY | OP_CONTINUATION => {
+                if h.payload_len > self.limits.max_frame_size {
+                    return Err(ProtocolError::new(MESSAGE_TOO_BIG, "frame too big"));
+                }
+                match (&mut self.message, h.opcode) {
+                    (None, OP_CONTINUATION) => {
+                        return Err(ProtocolError::new(
+                            PROTOCOL_ERROR,
+                            "continuation frame without a message to continue",
+                        ));
+                    }
+                    (Some(_), OP_TEXT | OP_BINARY) => {
+                        return Err(ProtocolError::new(
+                            PROTOCOL_ERROR,
+                            "new data frame inside a fragmented message",
+                        ));
+                    }
+                    (None, _) => {
+                        if h.payload_len > self.limits.max_message_size {
+                            return Err(ProtocolError::new(MESSAGE_TOO_BIG, "message too big"));
+                        }
+                        let first = h.payload_len.min(RESERVE_STEP) as usize;
+                        self.message = Some(Partial {
+                            text: h.opcode == OP_TEXT,
+                            data: Vec::with_capacity(first),
+                            utf8_checked: 0,
+                        });
+                    }
+                    (Some(m), _) => {
+                        let total = m.data.len() as u64 + h.payload_len;
+                        if total > self.limits.max_message_size {
+                            return Err(ProtocolError::new(MESSAGE_TOO_BIG, "message too big"));
+                        }
+                        m.data.reserve(h.payload_len.min(RESERVE_STEP) as usize);
+                    }
+                }
+            }
+            _ => {
+                return Err(ProtocolError::new(PROTOCOL_ERROR, "reserved opcode"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmasks and stores a piece of the current frame's payload.
+    fn payload_chunk(
+        &mut self,
+        h: &FrameHeader,
+        done: u64,
+        chunk: &[u8],
+    ) -> Result<(), ProtocolError> {
+        let offset = (done % 4) as usize;
+        if h.is_control() {
+            let start = self.control.len();
+            self.control.extend_from_slice(chunk);
+            if let Some(key) = h.mask {
+                apply_mask(&mut self.control[start..], key, offset);
+            }
+            return Ok(());
+        }
+        let Some(m) = self.message.as_mut() else {
+            return Err(ProtocolError::new(
+                PROTOCOL_ERROR,
+                "payload without a message",
+            ));
+        };
+        let start = m.data.len();
+        m.data.extend_from_slice(chunk);
+        if let Some(key) = h.mask {
+            apply_mask(&mut m.data[start..], key, offset);
+        }
+        if m.text && utf8::advance(&m.data, &mut m.utf8_checked).is_err() {
+            return Err(ProtocolError::new(
+                INVALID_PAYLOAD,
+                "text message is not valid UTF-8",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Completes a frame whose payload has all arrived.
+    fn finish_frame(
+        &mut self,
+        h: FrameHeader,
+        out: &mut Vec<Incoming>,
+    ) -> Result<(), ProtocolError> {
+        match h.opcode {
+            OP_PING => out.push(Incoming::Ping(std::mem::take(&mut self.control))),
+            OP_PONG => out.push(Incoming::Pong(std::mem::take(&mut self.control))),
+            OP_CLOSE => {
+                let parsed = close::parse_payload(&self.control)?;
+                self.control.clear();
+                self.state = State::Finished;
+                self.message = None;
+                out.push(Incoming::Close(parsed));
+            }
+            _ => {
+                if h.fin {
+                    if let Some(m) = self.message.take() {
+                        out.push(complete(m)?);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn complete(m: Partial) -> Result<Incoming, ProtocolError> {
+    if !m.text {
+        return Ok(Incoming::Binary(m.data));
+    }
+    match String::from_utf8(m.data) {
+        Ok(s) => Ok(Incoming::Text(s)),
+        Err(_) => Err(ProtocolError::new(
+            INVALID_PAYLOAD,
+            "text message ends inside a UTF-8 sequence",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::encode_header;
+    use crate::proto::mask::extend_masked;
+
+    const LIMITS: Limits = Limits {
+        max_frame_size: 1 << 20,
+        max_message_size: 4 << 20,
+    };
+
+    /// A frame as a client sends it (masked).
+    fn cframe(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [0x11, 0x22, 0x33, 0x44];
+        let mut out = Vec::new();
+        encode_header(&mut out, fin, opcode, Some(key), payload.len() as u64);
+        extend_masked(&mut out, payload, key, 0);
+        out
+    }
+
+    /// A frame as a server sends it (unmasked).
+    fn sframe(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_header(&mut out, fin, opcode, None, payload.len() as u64);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn run(role: Role, wire: &[u8]) -> (Vec<Incoming>, Result<(), ProtocolError>) {
+        let mut r = Receiver::new(role, LIMITS);
+        let mut out = Vec::new();
+        let res = r.receive(wire, &mut out);
+        (out, res)
+    }
+
+    /// Feeds `wire` whole, then one byte at a time, and checks both agree.
+    fn run_split(role: Role, wire: &[u8]) -> (Vec<Incoming>, Result<(), ProtocolError>) {
+        let whole = run(role, wire);
+        let mut r = Receiver::new(role, LIMITS);
+        let mut out = Vec::new();
+        let mut res = Ok(());
+        for b in wire {
+            res = r.receive(std::slice::from_ref(b), &mut out);
+            if res.is_err() {
+                break;
+            }
+        }
+        assert_eq!(whole, (out, res), "whole and byte-by-byte differ");
+        whole
+    }
+
+    #[test]
+    fn rfc_examples_as_a_client() {
+        let wire = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        let (out, res) = run_split(Role::Client, &wire);
+        assert_eq!(res, Ok(()));
+        assert_eq!(out, vec![Incoming::Text("Hello".into())]);
+
+        let wire = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+        let (out, _) = run_split(Role::Client, &wire);
+        assert_eq!(out, vec![Incoming::Text("Hello".into())]);
+
+        let wire = [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        let (out, _) = run_split(Role::Client, &wire);
+        assert_eq!(out, vec![Incoming::Ping(b"Hello".to_vec())]);
+    }
+
+    #[test]
+    fn rfc_masked_example_as_a_server() {
+        let wire = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let (out, res) = run_split(Role::Server, &wire);
+        assert_eq!(res, Ok(()));
+        assert_eq!(out, vec![Incoming::Text("Hello".into())]);
+    }
+
+    #[test]
+    fn all_three_length_forms() {
+        for len in [0usize, 125, 126, 65535, 65536] {
+            let payload = vec![0xAB; len];
+            let (out, res) = run(Role::Server, &cframe(true, OP_BINARY, &payload));
+            assert_eq!(res, Ok(()));
+            assert_eq!(out, vec![Incoming::Binary(payload)]);
+        }
+    }
+
+    #[test]
+    fn masking_rules_by_role() {
+        let (_, res) = run(Role::Server, &sframe(true, OP_TEXT, b"x"));
+        assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR);
+        let (_, res) = run(Role::Client, &cframe(true, OP_TEXT, b"x"));
+        assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn reserved_bits_and_opcodes_fail_with_1002() {
+        for first in [0xC1u8, 0xA1, 0x91] {
+            let (_, res) = run(Role::Client, &[first, 0x00]);
+            assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR, "{first:#x}");
+        }
+        for op in [3u8, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
+            let (_, res) = run(Role::Client, &[0x80 | op, 0x00]);
+            assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR, "opcode {op}");
+        }
+    }
+
+    #[test]
+    fn control_frame_rules() {
+        let (_, res) = run(Role::Client, &sframe(false, OP_PING, b""));
+        assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR);
+        let (_, res) = run(Role::Client, &sframe(true, OP_PING, &[0; 126]));
+        assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR);
+        let (out, res) = run(Role::Client, &sframe(true, OP_PING, &[7; 125]));
+        assert_eq!(res, Ok(()));
+        assert_eq!(out, vec![Incoming::Ping(vec![7; 125])]);
+    }
+
+    #[test]
+    fn fragments_with_interleaved_control_frames() {
+        let mut wire = sframe(false, OP_TEXT, b"fra");
+        wire.extend(sframe(true, OP_PING, b"p"));
+        wire.extend(sframe(false, OP_CONTINUATION, b"gme"));
+        wire.extend(sframe(true, OP_PONG, b"q"));
+        wire.extend(sframe(true, OP_CONTINUATION, b"nted"));
+        let (out, res) = run_split(Role::Client, &wire);
+        assert_eq!(res, Ok(()));
+        assert_eq!(
+            out,
+            vec![
+                Incoming::Ping(b"p".to_vec()),
+                Incoming::Pong(b"q".to_vec()),
+                Incoming::Text("fragmented".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn fragmentation_errors() {
+        let (_, res) = run(Role::Client, &sframe(true, OP_CONTINUATION, b"x"));
+        assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR);
+        let mut wire = sframe(false, OP_TEXT, b"a");
+        wire.extend(sframe(true, OP_TEXT, b"b"));
+        let (_, res) = run(Role::Client, &wire);
+        assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn messages_before_an_error_are_delivered() {
+        let mut wire = sframe(true, OP_TEXT, b"first");
+        wire.extend([0xC1, 0x00]);
+        let (out, res) = run_split(Role::Client, &wire);
+        assert_eq!(out, vec![Incoming::Text("first".into())]);
+        assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_on_the_first_bad_fragment() {
+        // The first fragment already holds an impossible sequence; the message
+        // never ends, and still the receiver fails.
+        let wire = sframe(false, OP_TEXT, &[b'o', b'k', 0xF4, 0x90, 0x80]);
+        let (_, res) = run_split(Role::Client, &wire);
+        assert_eq!(res.unwrap_err().code, INVALID_PAYLOAD);
+        // Fail-fast inside one frame, too: only its header and the first bad
+        // bytes have arrived.
+        let mut r = Receiver::new(Role::Client, LIMITS);
+        let mut out = Vec::new();
+        let mut wire = Vec::new();
+        encode_header(&mut wire, true, OP_TEXT, None, 1000);
+        wire.extend_from_slice(&[0xCE, 0xBA, 0xFF]);
+        assert_eq!(
+            r.receive(&wire, &mut out).unwrap_err().code,
+            INVALID_PAYLOAD
+        );
+    }
+
+    #[test]
+    fn utf8_split_across_fragments_is_valid() {
+        let text = "κόσμε";
+        let bytes = text.as_bytes();
+        for cut in 1..bytes.len() {
+            let mut wire = sframe(false, OP_TEXT, &bytes[..cut]);
+            wire.extend(sframe(true, OP_CONTINUATION, &bytes[cut..]));
+            let (out, res) = run(Role::Client, &wire);
+            assert_eq!(res, Ok(()));
+            assert_eq!(out, vec![Incoming::Text(text.into())]);
+        }
+        // Truncated at the end of the message.
+        let (_, res) = run(Role::Client, &sframe(true, OP_TEXT, &bytes[..1]));
+        assert_eq!(res.unwrap_err().code, INVALID_PAYLOAD);
+    }
+
+    #[test]
+    fn limits_fail_with_1009_on_the_header() {
+        let mut wire = Vec::new();
+        encode_header(&mut wire, true, OP_BINARY, None, 1u64 << 62);
+        let (_, res) = run(Role::Client, &wire);
+        assert_eq!(res.unwrap_err().code, MESSAGE_TOO_BIG);
+        // Fragments that each fit but together exceed the message limit.
+        let mut r = Receiver::new(
+            Role::Client,
+            Limits {
+                max_frame_size: 10,
+                max_message_size: 15,
+            },
+        );
+        let mut out = Vec::new();
+        assert!(r
+            .receive(&sframe(false, OP_BINARY, &[0; 10]), &mut out)
+            .is_ok());
+        let err = r
+            .receive(&sframe(true, OP_CONTINUATION, &[0; 6]), &mut out)
+            .unwrap_err();
+        assert_eq!(err.code, MESSAGE_TOO_BIG);
+        let (_, res) = run(
+            Role::Client,
+            &sframe(true, OP_BINARY, &vec![0; (1 << 20) + 1]),
+        );
+        assert_eq!(res.unwrap_err().code, MESSAGE_TOO_BIG);
+    }
+
+    #[test]
+    fn close_frames() {
+        let (out, res) = run_split(
+            Role::Client,
+            &sframe(true, OP_CLOSE, &[0x03, 0xE8, b'b', b'y', b'e']),
+        );
+        assert_eq!(res, Ok(()));
+        assert_eq!(out, vec![Incoming::Close(Some((1000, "bye".into())))]);
+        let (out, _) = run(Role::Client, &sframe(true, OP_CLOSE, &[]));
+        assert_eq!(out, vec![Incoming::Close(None)]);
+        let (_, res) = run(Role::Client, &sframe(true, OP_CLOSE, &[0x03]));
+        assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR);
+        let (_, res) = run(Role::Client, &sframe(true, OP_CLOSE, &[0x03, 0xEC]));
+        assert_eq!(res.unwrap_err().code, PROTOCOL_ERROR);
+        let (_, res) = run(Role::Client, &sframe(true, OP_CLOSE, &[0x03, 0xE8, 0xC0]));
+        assert_eq!(res.unwrap_err().code, INVALID_PAYLOAD);
+        // Nothing after the close is read.
+        let mut wire = sframe(true, OP_CLOSE, &[]);
+        wire.extend(sframe(true, OP_TEXT, b"late"));
+        let (out, res) = run(Role::Client, &wire);
+        assert_eq!(res, Ok(()));
+        assert_eq!(out, vec![Incoming::Close(None)]);
+    }
+
+    #[test]
+    fn a_close_inside_a_fragmented_message_is_accepted() {
+        let mut wire = sframe(false, OP_TEXT, b"part");
+        wire.extend(sframe(true, OP_CLOSE, &[0x03, 0xE8]));
+        let (out, res) = run(Role::Client, &wire);
+        assert_eq!(res, Ok(()));
+        assert_eq!(out, vec![Incoming::Close(Some((1000, String::new())))]);
+    }
+}
