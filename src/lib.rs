@@ -1,1 +1,52 @@
+//! # airws
+//!
+//! The Adobe AIR `WebSocket` class for Rust: an RFC 6455 WebSocket client and
+//! server with AS3-style event listeners, blocking I/O on a thread per
+//! connection, and no async runtime. ActionScript code that uses `WebSocket`
+//! and `ServerSocket` ports line for line.
+//!
+//! ```no_run
+//! use airws::{Event, EventDispatcher, WebSocket, WebSocketEvent};
+//!
+//! let ws = WebSocket::new();
+//! let me = ws.clone();
+//! ws.add_event_listener(Event::CONNECT, move |_e: &Event| {
+//!     me.send_message(WebSocket::FMT_TEXT, "Hello").ok();
+//! });
+//! ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
+//!     println!("received: {}", e.string_data().unwrap_or("<binary>"));
+//! });
+//! ws.add_event_listener(Event::CLOSE, |e: &Event| {
+//!     let ws = e.target::<WebSocket>().unwrap();
+//!     println!("closed with {}", ws.close_reason());
+//! });
+//! ws.connect("ws://127.0.0.1:9001/chat", &["chat"])?;
+//! # Ok::<(), airws::Error>(())
+//! ```
+//!
+//! The layers: [`proto`] is the sans-I/O protocol core (frames, handshake,
+//! message assembly, closing); [`WebSocket`] and [`ServerSocket`] are the
+//! blocking layer, with one thread per connection that reads and dispatches
+//! events. See `docs/architecture.md` and `docs/porting.md`.
+
+#![warn(missing_docs)]
+
+mod config;
+mod connection;
+mod dispatcher;
+mod error;
+mod event;
 pub mod proto;
+mod server_socket;
+mod transport;
+mod websocket;
+
+pub use config::{Config, MAX_MESSAGE_CEILING};
+pub use dispatcher::{EventDispatcher, Listener, ListenerId, ListenerRegistry};
+pub use error::Error;
+pub use event::{
+    Event, EventTarget, Format, IOErrorEvent, SecurityErrorEvent, ServerSocketConnectEvent,
+    WebSocketEvent,
+};
+pub use server_socket::ServerSocket;
+pub use websocket::{MessageData, WeakWebSocket, WebSocket};

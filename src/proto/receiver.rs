@@ -281,7 +281,7 @@ impl Receiver {
         if let Some(key) = h.mask {
             apply_mask(&mut m.data[start..], key, offset);
         }
-        if m.text && utf8::advance(&m.data, &mut m.utf8_checked).is_err() {
+        if m.text && !utf8::advance(&m.data, &mut m.utf8_checked) {
             return Err(ProtocolError::new(
                 INVALID_PAYLOAD,
                 "text message is not valid UTF-8",

@@ -1,0 +1,361 @@
+//! One live connection: its writer (shared by every thread that sends) and
+//! the read loop that runs on the connection's thread.
+
+use crate::error::Error;
+use crate::proto::close::{self, ABNORMAL};
+use crate::proto::frame::{OP_CLOSE, OP_PONG};
+use crate::proto::mask::extend_masked;
+use crate::proto::receiver::{Incoming, Receiver};
+use crate::proto::sender::{CloseHandshake, Sender};
+use crate::proto::Role;
+use crate::transport::Transport;
+use std::io;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+/// Mask and write a client's payload in pieces of this size.
+const WRITE_CHUNK: usize = 64 << 10;
+/// Payloads up to this size go out in one write with their header.
+const COALESCE_LIMIT: usize = 16 << 10;
+
+/// The state every sender shares, behind the writer lock.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    tcp: TcpStream,
+    sender: Sender,
+    close: CloseHandshake,
+    scratch: Vec<u8>,
+    spare: Vec<u8>,
+}
+
+/// A connection after its TCP (and TLS) setup.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) role: Role,
+    pub(crate) transport: Transport,
+    writer: Mutex<Writer>,
+    /// Mirrors `Writer::close.sent()`, readable without the writer lock.
+    close_sent: AtomicBool,
+    finished: Mutex<bool>,
+    finished_cv: Condvar,
+    reader_thread: OnceLock<ThreadId>,
+}
+
+impl Conn {
+    pub(crate) fn new(role: Role, transport: Transport, write_tcp: TcpStream) -> Conn {
+        Conn {
+            role,
+            transport,
+            writer: Mutex::new(Writer {
+                tcp: write_tcp,
+                sender: Sender::new(role),
+                close: CloseHandshake::default(),
+                scratch: Vec::new(),
+                spare: Vec::new(),
+            }),
+            close_sent: AtomicBool::new(false),
+            finished: Mutex::new(false),
+            finished_cv: Condvar::new(),
+            reader_thread: OnceLock::new(),
+        }
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes raw bytes (the handshake's HTTP head).
+    pub(crate) fn write_raw(&self, data: &[u8]) -> io::Result<()> {
+        let mut w = self.writer();
+        let w = &mut *w;
+        self.transport.write_all(&mut w.tcp, data, &mut w.spare)
+    }
+
+    fn write_frame(&self, w: &mut Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let h = w
+            .sender
+            .header(opcode, payload.len() as u64)
+            .map_err(io::Error::other)?;
+        let Writer {
+            tcp,
+            scratch,
+            spare,
+            ..
+        } = w;
+        match h.mask {
+            None if payload.len() > COALESCE_LIMIT => {
+                self.transport.write_all(tcp, h.as_bytes(), spare)?;
+                self.transport.write_all(tcp, payload, spare)
+            }
+            None => {
+                scratch.clear();
+                scratch.extend_from_slice(h.as_bytes());
+                scratch.extend_from_slice(payload);
+                self.transport.write_all(tcp, scratch, spare)
+            }
+            Some(key) => {
+                scratch.clear();
+                scratch.extend_from_slice(h.as_bytes());
+                if payload.is_empty() {
+                    return self.transport.write_all(tcp, scratch, spare);
+                }
+                for (i, chunk) in payload.chunks(WRITE_CHUNK).enumerate() {
+                    if i > 0 {
+                        scratch.clear();
+                    }
+                    extend_masked(scratch, chunk, key, 0);
+                    self.transport.write_all(tcp, scratch, spare)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends a data or control message; fails once a close frame was sent.
+    pub(crate) fn send(&self, opcode: u8, payload: &[u8]) -> Result<(), Error> {
+        let mut w = self.writer();
+        if w.close.sent() {
+            return Err(Error::illegal(
+                "the WebSocket is closing: no message may follow the close frame",
+            ));
+        }
+        let result = self.write_frame(&mut w, opcode, payload);
+        drop(w);
+        result.map_err(|e| {
+            // The reader will see the broken socket and report it.
+            self.transport.shutdown();
+            Error::Io(e)
+        })
+    }
+
+    /// Sends a close frame unless one was sent. Returns whether it sent one.
+    pub(crate) fn send_close(&self, code: Option<u16>, reason: &str) -> io::Result<bool> {
+        let mut w = self.writer();
+        if !w.close.local_close(code) {
+            return Ok(false);
+        }
+        self.close_sent.store(true, Ordering::SeqCst);
+        let payload = close::build_payload(code, reason);
+        self.write_frame(&mut w, OP_CLOSE, &payload)?;
+        Ok(true)
+    }
+
+    /// Answers a ping at once.
+    fn send_pong(&self, payload: &[u8]) -> io::Result<()> {
+        let mut w = self.writer();
+        if w.close.sent() {
+            return Ok(());
+        }
+        self.write_frame(&mut w, OP_PONG, payload)
+    }
+
+    /// Records the peer's close frame and answers it with the same code if we
+    /// had not sent one.
+    fn on_remote_close(&self, code: Option<u16>) -> io::Result<()> {
+        let mut w = self.writer();
+        if let Some(reply) = w.close.remote_close(code) {
+            self.close_sent.store(true, Ordering::SeqCst);
+            let payload = close::build_payload(reply, "");
+            self.write_frame(&mut w, OP_CLOSE, &payload)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a close frame was sent (or is being sent).
+    pub(crate) fn close_sent(&self) -> bool {
+        self.close_sent.load(Ordering::SeqCst)
+    }
+
+    fn close_state(&self) -> CloseHandshake {
+        self.writer().close
+    }
+
+    fn flush_tls_output(&self) {
+        let mut w = self.writer();
+        let w = &mut *w;
+        if let Err(e) = self.transport.write_all(&mut w.tcp, &[], &mut w.spare) {
+            log::debug!("writing TLS output failed: {e}");
+        }
+    }
+
+    /// Records the calling thread as the one that runs the read loop.
+    pub(crate) fn set_reader_thread(&self) {
+        let _ = self.reader_thread.set(thread::current().id());
+    }
+
+    /// Whether the caller is the connection's own thread (inside a listener).
+    pub(crate) fn is_reader_thread(&self) -> bool {
+        self.reader_thread.get() == Some(&thread::current().id())
+    }
+
+    /// Ends our direction: TLS close_notify, then a TCP FIN.
+    pub(crate) fn shutdown_write(&self) {
+        let mut w = self.writer();
+        self.transport.shutdown_write(&mut w.tcp);
+    }
+
+    /// Marks the connection finished and wakes close timers.
+    pub(crate) fn mark_finished(&self) {
+        *self.finished.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.finished_cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for the connection to finish; closes the socket
+    /// if it has not. Run by the close timer after a local `close()`.
+    pub(crate) fn finish_within(&self, timeout: Duration) {
+        let guard = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .finished_cv
+            .wait_timeout_while(guard, timeout, |done| !*done)
+            .unwrap_or_else(|p| p.into_inner());
+        if !*guard {
+            log::debug!(
+                "the peer did not finish the closing handshake in {timeout:?}; closing the socket"
+            );
+            self.transport.shutdown();
+        }
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// The closing handshake completed (or we gave up waiting for its end).
+    Closed,
+    /// We failed the connection for a protocol violation.
+    Failed(u16),
+    /// The stream ended without a close frame.
+    Dropped,
+    /// The socket failed.
+    IoError(io::Error),
+}
+
+/// The read loop: runs until the connection ends, answering pings and close
+/// frames, failing the connection on a protocol violation.
+pub(crate) fn read_loop(
+    conn: &Conn,
+    reader: &mut TcpStream,
+    receiver: &mut Receiver,
+    leftover: &[u8],
+    close_timeout: Duration,
+    on_message: &mut dyn FnMut(Incoming),
+) -> Ending {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut cipher = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    let mut failed: Option<u16> = None;
+    let mut pending = leftover.to_vec();
+    let mut out = Vec::new();
+    loop {
+        let n = if !pending.is_empty() {
+            let n = pending.len().min(buf.len());
+            buf[..n].copy_from_slice(&pending[..n]);
+            pending.drain(..n);
+            n
+        } else {
+            if deadline.is_none() && conn.close_sent() {
+                // A local close(): wait a bounded time for the peer's answer.
+                deadline = Some(Instant::now() + close_timeout);
+            }
+            if let Some(d) = deadline {
+                let now = Instant::now();
+                if now >= d {
+                    return failed.map_or(Ending::Closed, Ending::Failed);
+                }
+                let _ = reader.set_read_timeout(Some(d - now));
+            }
+            if cipher.is_empty() && conn.transport.is_tls() {
+                cipher = vec![0u8; 32 << 10];
+            }
+            match conn.transport.read(reader, &mut buf, &mut cipher) {
+                Ok(0) => {
+                    if let Some(code) = failed {
+                        return Ending::Failed(code);
+                    }
+                    let st = conn.close_state();
+                    return if st.received() || st.sent() {
+                        Ending::Closed
+                    } else {
+                        Ending::Dropped
+                    };
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if let Some(code) = failed {
+                        return Ending::Failed(code);
+                    }
+                    let closing = deadline.is_some() || conn.close_sent();
+                    return if closing {
+                        Ending::Closed
+                    } else {
+                        Ending::IoError(e)
+                    };
+                }
+            }
+        };
+        if conn.transport.has_pending_output() {
+            conn.flush_tls_output();
+        }
+        if receiver.is_finished() {
+            continue; // draining until the peer closes
+        }
+        let result = receiver.receive(&buf[..n], &mut out);
+        for msg in out.drain(..) {
+            match msg {
+                Incoming::Ping(payload) => {
+                    if let Err(e) = conn.send_pong(&payload) {
+                        log::debug!("sending a pong failed: {e}");
+                    }
+                }
+                Incoming::Pong(_) => log::trace!("pong received"),
+                Incoming::Close(parsed) => {
+                    let code = parsed.as_ref().map(|(c, _)| *c);
+                    log::debug!("close frame received: {parsed:?}");
+                    if let Err(e) = conn.on_remote_close(code) {
+                        log::debug!("answering the close frame failed: {e}");
+                    }
+                    // The server closes the TCP connection first; the client
+                    // waits (a bounded time) for it to do so.
+                    if conn.role == Role::Server {
+                        conn.shutdown_write();
+                    }
+                    deadline.get_or_insert(Instant::now() + close_timeout);
+                }
+                msg => on_message(msg),
+            }
+        }
+        if let Err(violation) = result {
+            log::debug!("failing the connection: {violation}");
+            failed = Some(violation.code);
+            match conn.send_close(Some(violation.code), violation.reason) {
+                Ok(_) => {}
+                Err(e) => log::debug!("sending the close frame failed: {e}"),
+            }
+            if conn.role == Role::Server {
+                conn.shutdown_write();
+            }
+            deadline.get_or_insert(Instant::now() + close_timeout);
+        }
+    }
+}
+
+/// The close reason code for an ending.
+pub(crate) fn reason_code(conn: &Conn, ending: &Ending) -> u16 {
+    match ending {
+        Ending::Failed(code) => *code,
+        Ending::Closed => conn.close_state().reason().unwrap_or(ABNORMAL),
+        Ending::Dropped | Ending::IoError(_) => {
+            // A close frame we received still counts, whatever came after.
+            let st = conn.close_state();
+            if st.received() {
+                st.reason().unwrap_or(ABNORMAL)
+            } else {
+                ABNORMAL
+            }
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Events and the AS3 event type constants.
+//!
+//! One [`Event`] type carries every kind of event; the AS3 event classes
+//! (`IOErrorEvent`, `WebSocketEvent`, ...) are unit structs that hold their
+//! type constants and constructors, so AS3 code such as
+//! `ws.addEventListener(WebSocketEvent.DATA, onData)` ports as
+//! `ws.add_event_listener(WebSocketEvent::DATA, on_data)`.
+
+use std::any::Any;
+use std::fmt;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The object an event is about, as set by [`EventDispatcher::dispatch_event`](crate::EventDispatcher::dispatch_event).
+pub type EventTarget = Arc<dyn Any + Send + Sync>;
+
+/// A WebSocket message format: [`WebSocket::FMT_TEXT`](crate::WebSocket::FMT_TEXT) or
+/// [`WebSocket::FMT_BINARY`](crate::WebSocket::FMT_BINARY).
+pub type Format = u32;
+
+#[derive(Debug)]
+enum Payload {
+    None,
+    IoError { error_id: i32, text: String },
+    Text(String),
+    Message(Message),
+    Socket(Mutex<Option<TcpStream>>),
+}
+
+#[derive(Debug)]
+enum Message {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// An event, as passed to listeners.
+///
+/// Which fields mean something depends on the type: `error_id` and `text` for
+/// `ioError`; `text` for `securityError` and `certificateError`; `format`,
+/// `data` and `string_data` for `websocketData`; `socket` for a
+/// `ServerSocket`'s `connect`.
+///
+/// ```
+/// use airws::{Event, EventDispatcher, WebSocket, WebSocketEvent};
+///
+/// let ws = WebSocket::new();
+/// ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
+///     if e.format() == WebSocket::FMT_TEXT {
+///         println!("text: {}", e.string_data().unwrap_or_default());
+///     } else {
+///         println!("{} bytes", e.data().len());
+///     }
+/// });
+/// ```
+pub struct Event {
+    event_type: String,
+    cancelable: bool,
+    default_prevented: AtomicBool,
+    stopped: AtomicBool,
+    payload: Payload,
+    target: Mutex<Option<EventTarget>>,
+}
+
+impl Event {
+    /// `"connect"`: a WebSocket finished its opening handshake, or a
+    /// `ServerSocket` accepted a connection.
+    pub const CONNECT: &'static str = "connect";
+    /// `"close"`: the connection was closed by the other party (or failed).
+    pub const CLOSE: &'static str = "close";
+    /// `"activate"`: inherited from AS3's EventDispatcher; never dispatched by this crate.
+    pub const ACTIVATE: &'static str = "activate";
+    /// `"deactivate"`: inherited from AS3's EventDispatcher; never dispatched by this crate.
+    pub const DEACTIVATE: &'static str = "deactivate";
+
+    /// A plain event, like AS3's `new Event(type, false, cancelable)`.
+    pub fn new(event_type: &str, cancelable: bool) -> Event {
+        Event::with_payload(event_type, cancelable, Payload::None)
+    }
+
+    fn with_payload(event_type: &str, cancelable: bool, payload: Payload) -> Event {
+        Event {
+            event_type: event_type.to_owned(),
+            cancelable,
+            default_prevented: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            payload,
+            target: Mutex::new(None),
+        }
+    }
+
+    /// The event type (`"connect"`, `"websocketData"`, ...): AS3's `type`.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// Whether [`prevent_default`](Self::prevent_default) has an effect.
+    pub fn cancelable(&self) -> bool {
+        self.cancelable
+    }
+
+    /// Cancels the default behaviour, if the event is cancelable; otherwise
+    /// does nothing (as in AS3). For `certificateError`, this lets the
+    /// connection go on.
+    pub fn prevent_default(&self) {
+        if self.cancelable {
+            self.default_prevented.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a listener called [`prevent_default`](Self::prevent_default) on
+    /// a cancelable event.
+    pub fn is_default_prevented(&self) -> bool {
+        self.default_prevented.load(Ordering::SeqCst)
+    }
+
+    /// Stops the dispatch: no further listener is called for this event.
+    pub fn stop_immediate_propagation(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// AS3's `stopPropagation()`. Events here do not travel through a display
+    /// list, so this only marks the event; listeners on the current target are
+    /// still called, as in AS3.
+    pub fn stop_propagation(&self) {}
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The object the event is about, when it is a `T` (for example
+    /// `e.target::<WebSocket>()` in a WebSocket's listener, or
+    /// `e.target::<ServerSocket>()`). AS3's `target` and `currentTarget`.
+    pub fn target<T: Any + Clone>(&self) -> Option<T> {
+        let guard = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().and_then(|t| t.downcast_ref::<T>()).cloned()
+    }
+
+    pub(crate) fn set_target(&self, target: Option<EventTarget>) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = target;
+    }
+
+    /// `ioError`: a number for the kind of error (AIR's `errorID`), else 0.
+    pub fn error_id(&self) -> i32 {
+        match &self.payload {
+            Payload::IoError { error_id, .. } => *error_id,
+            _ => 0,
+        }
+    }
+
+    /// `ioError`, `securityError`, `certificateError`: the error message; else "".
+    pub fn text(&self) -> &str {
+        match &self.payload {
+            Payload::IoError { text, .. } | Payload::Text(text) => text,
+            _ => "",
+        }
+    }
+
+    /// `websocketData`: [`WebSocket::FMT_TEXT`](crate::WebSocket::FMT_TEXT) or
+    /// [`WebSocket::FMT_BINARY`](crate::WebSocket::FMT_BINARY); else 0.
+    pub fn format(&self) -> Format {
+        match &self.payload {
+            Payload::Message(Message::Text(_)) => crate::WebSocket::FMT_TEXT,
+            Payload::Message(Message::Binary(_)) => crate::WebSocket::FMT_BINARY,
+            _ => 0,
+        }
+    }
+
+    /// `websocketData`: the message bytes (for text, its UTF-8); else empty.
+    pub fn data(&self) -> &[u8] {
+        match &self.payload {
+            Payload::Message(Message::Text(s)) => s.as_bytes(),
+            Payload::Message(Message::Binary(b)) => b,
+            _ => &[],
+        }
+    }
+
+    /// `websocketData`: the message as a string, for text messages; `None`
+    /// for binary ones.
+    pub fn string_data(&self) -> Option<&str> {
+        match &self.payload {
+            Payload::Message(Message::Text(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A `ServerSocket`'s `connect`: the accepted socket. The first call takes
+    /// it; later calls return `None`. Pass it to
+    /// [`WebSocket::start_server`](crate::WebSocket::start_server).
+    pub fn socket(&self) -> Option<TcpStream> {
+        match &self.payload {
+            Payload::Socket(s) => s.lock().unwrap_or_else(|p| p.into_inner()).take(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("type", &self.event_type)
+            .field("cancelable", &self.cancelable)
+            .field("default_prevented", &self.is_default_prevented())
+            .field("payload", &self.payload)
+            .finish()
+    }
+}
+
+impl fmt::Display for Event {
+    /// AS3's `toString()`: `[Event type="connect" cancelable=false]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[Event type=\"{}\" cancelable={}",
+            self.event_type, self.cancelable
+        )?;
+        match &self.payload {
+            Payload::IoError { error_id, text } => {
+                write!(f, " text=\"{text}\" errorID={error_id}")?
+            }
+            Payload::Text(text) => write!(f, " text=\"{text}\"")?,
+            Payload::Message(_) => {
+                write!(f, " format={} length={}", self.format(), self.data().len())?
+            }
+            _ => {}
+        }
+        f.write_str("]")
+    }
+}
+
+/// AS3's `IOErrorEvent`: its type constant and constructor.
+#[derive(Debug)]
+pub struct IOErrorEvent;
+
+impl IOErrorEvent {
+    /// `"ioError"`: a connection could not be made or broke.
+    pub const IO_ERROR: &'static str = "ioError";
+    /// AIR's error number for a socket error (`Error #2031: Socket Error`),
+    /// used for every `ioError` this crate dispatches.
+    pub const SOCKET_ERROR_ID: i32 = 2031;
+
+    /// An `ioError` event with its message and error number.
+    pub fn create(text: impl Into<String>, error_id: i32) -> Event {
+        Event::with_payload(
+            IOErrorEvent::IO_ERROR,
+            false,
+            Payload::IoError {
+                error_id,
+                text: text.into(),
+            },
+        )
+    }
+}
+
+/// AS3's `SecurityErrorEvent`: its type constants and constructors.
+#[derive(Debug)]
+pub struct SecurityErrorEvent;
+
+impl SecurityErrorEvent {
+    /// `"securityError"`: the TLS connection failed for a reason other than the
+    /// certificate.
+    pub const SECURITY_ERROR: &'static str = "securityError";
+    /// `"certificateError"`: the server's certificate could not be verified.
+    /// Cancelable: `prevent_default()` lets the connection go on.
+    pub const CERTIFICATE_ERROR: &'static str = "certificateError";
+
+    /// A security event of the given type; `certificateError` events are cancelable.
+    pub fn create(event_type: &str, text: impl Into<String>) -> Event {
+        let cancelable = event_type == SecurityErrorEvent::CERTIFICATE_ERROR;
+        Event::with_payload(event_type, cancelable, Payload::Text(text.into()))
+    }
+}
+
+/// AS3's `WebSocketEvent`: its type constant and constructors.
+#[derive(Debug)]
+pub struct WebSocketEvent;
+
+impl WebSocketEvent {
+    /// `"websocketData"`: a whole message arrived.
+    pub const DATA: &'static str = "websocketData";
+
+    /// A `websocketData` event for a text message.
+    pub fn text(text: impl Into<String>) -> Event {
+        Event::with_payload(
+            WebSocketEvent::DATA,
+            false,
+            Payload::Message(Message::Text(text.into())),
+        )
+    }
+
+    /// A `websocketData` event for a binary message.
+    pub fn binary(data: impl Into<Vec<u8>>) -> Event {
+        Event::with_payload(
+            WebSocketEvent::DATA,
+            false,
+            Payload::Message(Message::Binary(data.into())),
+        )
+    }
+}
+
+/// AS3's `ServerSocketConnectEvent`: its type constant and constructor.
+#[derive(Debug)]
+pub struct ServerSocketConnectEvent;
+
+impl ServerSocketConnectEvent {
+    /// `"connect"`: a `ServerSocket` accepted a connection.
+    pub const CONNECT: &'static str = "connect";
+
+    /// A `connect` event carrying an accepted socket.
+    pub fn create(socket: TcpStream) -> Event {
+        Event::with_payload(
+            ServerSocketConnectEvent::CONNECT,
+            false,
+            Payload::Socket(Mutex::new(Some(socket))),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prevent_default_works_only_on_cancelable_events() {
+        let e = Event::new(Event::CONNECT, false);
+        e.prevent_default();
+        assert!(!e.is_default_prevented());
+        let e = SecurityErrorEvent::create(SecurityErrorEvent::CERTIFICATE_ERROR, "self-signed");
+        assert!(e.cancelable());
+        e.prevent_default();
+        assert!(e.is_default_prevented());
+        assert_eq!(e.text(), "self-signed");
+        assert!(!SecurityErrorEvent::create(SecurityErrorEvent::SECURITY_ERROR, "x").cancelable());
+    }
+
+    #[test]
+    fn typed_fields() {
+        let e = IOErrorEvent::create("refused", IOErrorEvent::SOCKET_ERROR_ID);
+        assert_eq!(
+            (e.event_type(), e.error_id(), e.text()),
+            ("ioError", 2031, "refused")
+        );
+        let e = WebSocketEvent::text("héllo");
+        assert_eq!(e.format(), crate::WebSocket::FMT_TEXT);
+        assert_eq!(e.string_data(), Some("héllo"));
+        assert_eq!(e.data(), "héllo".as_bytes());
+        let e = WebSocketEvent::binary(vec![1, 2]);
+        assert_eq!(e.format(), crate::WebSocket::FMT_BINARY);
+        assert_eq!(e.string_data(), None);
+        assert_eq!(e.data(), &[1, 2]);
+        assert_eq!(
+            e.to_string(),
+            "[Event type=\"websocketData\" cancelable=false format=2 length=2]"
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! AIR's `ServerSocket`: listens for TCP connections and dispatches each as
+//! a `connect` event carrying the accepted socket.
+
+use crate::dispatcher::{EventDispatcher, ListenerRegistry};
+use crate::error::Error;
+use crate::event::{Event, EventTarget, ServerSocketConnectEvent};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::Duration;
+
+#[derive(Default)]
+struct State {
+    /// Bound but not yet listening.
+    listener: Option<TcpListener>,
+    local: Option<SocketAddr>,
+    accept: Option<Accepting>,
+}
+
+struct Accepting {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+struct Shared {
+    listeners: ListenerRegistry,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn close(&self) {
+        let (accept, local) = {
+            let mut st = self.state();
+            st.listener = None;
+            (st.accept.take(), st.local.take())
+        };
+        let Some(accept) = accept else { return };
+        accept.stop.store(true, Ordering::SeqCst);
+        // Wake the blocked accept() with a connection of our own.
+        if let Some(mut addr) = local {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr.ip() {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                });
+            }
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+        if accept.thread.thread().id() != thread::current().id() {
+            let _ = accept.thread.join();
+        }
+    }
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+/// AIR's `ServerSocket`: binds a TCP port and dispatches a
+/// [`ServerSocketConnectEvent::CONNECT`] event for each accepted connection.
+/// The event's [`socket()`](Event::socket) goes to
+/// [`WebSocket::start_server`](crate::WebSocket::start_server).
+///
+/// Connections are accepted on a thread of the server's own; listeners run
+/// there. When the last handle is dropped, the server stops listening.
+///
+/// ```no_run
+/// use airws::{Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket};
+///
+/// let server = ServerSocket::new();
+/// server.add_event_listener(ServerSocketConnectEvent::CONNECT, |e: &Event| {
+///     let ws = WebSocket::new();
+///     ws.start_server(e.socket()).ok();
+/// });
+/// server.bind(9001, "127.0.0.1")?;
+/// server.listen()?;
+/// # Ok::<(), airws::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ServerSocket {
+    handle: Arc<Handle>,
+}
+
+impl Default for ServerSocket {
+    fn default() -> Self {
+        ServerSocket::new()
+    }
+}
+
+impl fmt::Debug for ServerSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSocket")
+            .field("local", &self.shared().state().local)
+            .field("listening", &self.listening())
+            .finish()
+    }
+}
+
+impl fmt::Display for ServerSocket {
+    /// AS3's `toString()`: `[object ServerSocket]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[object ServerSocket]")
+    }
+}
+
+impl EventDispatcher for ServerSocket {
+    fn listeners(&self) -> &ListenerRegistry {
+        &self.shared().listeners
+    }
+
+    fn event_target(&self) -> Option<EventTarget> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+impl ServerSocket {
+    /// A new, unbound server socket.
+    pub fn new() -> ServerSocket {
+        ServerSocket {
+            handle: Arc::new(Handle {
+                shared: Arc::new(Shared {
+                    listeners: ListenerRegistry::new(),
+                    state: Mutex::new(State::default()),
+                }),
+            }),
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Binds to `address` (an IP address such as `"127.0.0.1"` or `"::1"`) and
+    /// `port` (0 picks a free one: read it with [`local_port`](Self::local_port)).
+    ///
+    /// `ArgumentError` for an invalid address; `IllegalOperation` when already
+    /// bound; `Io` when the port cannot be bound.
+    pub fn bind(&self, port: u16, address: &str) -> Result<(), Error> {
+        let ip: IpAddr = address
+            .parse()
+            .map_err(|_| Error::argument(format!("bind: '{address}' is not an IP address")))?;
+        let mut st = self.shared().state();
+        if st.local.is_some() {
+            return Err(Error::illegal("bind: the socket is already bound"));
+        }
+        let listener = TcpListener::bind(SocketAddr::new(ip, port))?;
+        st.local = Some(listener.local_addr()?);
+        st.listener = Some(listener);
+        Ok(())
+    }
+
+    /// Starts accepting connections, each dispatched as a `connect` event.
+    /// `IllegalOperation` when not bound or already listening.
+    pub fn listen(&self) -> Result<(), Error> {
+        let mut st = self.shared().state();
+        if st.accept.is_some() {
+            return Err(Error::illegal("listen: already listening"));
+        }
+        let Some(listener) = st.listener.take() else {
+            return Err(Error::illegal("listen: the socket is not bound"));
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = self.shared().clone();
+        let weak = Arc::downgrade(&self.handle);
+        let thread_stop = stop.clone();
+        let spawned = thread::Builder::new()
+            .name("airws-accept".into())
+            .stack_size(512 << 10)
+            .spawn(move || accept_loop(listener, shared, weak, thread_stop));
+        match spawned {
+            Ok(thread) => {
+                st.accept = Some(Accepting { stop, thread });
+                Ok(())
+            }
+            Err(e) => {
+                st.local = None;
+                Err(Error::Io(e))
+            }
+        }
+    }
+
+    /// Stops listening and releases the port. Connections already accepted
+    /// are not affected.
+    pub fn close(&self) {
+        self.shared().close();
+    }
+
+    /// Whether the socket is bound to a local address.
+    pub fn bound(&self) -> bool {
+        self.shared().state().local.is_some()
+    }
+
+    /// Whether the socket is accepting connections.
+    pub fn listening(&self) -> bool {
+        self.shared().state().accept.is_some()
+    }
+
+    /// The IP address the socket is bound to, or `""`.
+    pub fn local_address(&self) -> String {
+        self.shared()
+            .state()
+            .local
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The port the socket is bound to, or 0.
+    pub fn local_port(&self) -> u16 {
+        self.shared().state().local.map_or(0, |a| a.port())
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    handle: Weak<Handle>,
+    stop: Arc<AtomicBool>,
+) {
+    let _current: Option<ThreadId> = Some(thread::current().id());
+    loop {
+        let accepted = listener.accept();
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match accepted {
+            Ok((socket, peer)) => {
+                log::debug!("accepted a connection from {peer}");
+                let event = ServerSocketConnectEvent::create(socket);
+                let target = handle
+                    .upgrade()
+                    .map(|h| Arc::new(ServerSocket { handle: h }) as EventTarget);
+                event.set_target(target);
+                shared.listeners.dispatch(&event);
+                event.set_target(None);
+                drop::<Event>(event);
+            }
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                log::warn!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}

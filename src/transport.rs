@@ -1,0 +1,241 @@
+//! The blocking transport under a connection: plain TCP, or TLS.
+//!
+//! A `native_tls::TlsStream` cannot be split into a read half and a write
+//! half, and its methods need `&mut self`. So the TLS session is driven over an
+//! in-memory buffer pair ([`MemIo`]) instead of the socket: the session only
+//! encrypts and decrypts, under a mutex that is never held across a blocking
+//! call. The reader thread reads ciphertext from its own clone of the socket
+//! with no lock held, then locks the session just long enough to decrypt it;
+//! a sender locks the session just long enough to encrypt, then writes the
+//! ciphertext to the socket. See `docs/architecture.md`.
+
+use native_tls::{HandshakeError, TlsStream};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Mutex, MutexGuard};
+
+/// Encrypt at most this much plaintext at a time, so that a large message
+/// does not produce its whole ciphertext in memory at once.
+const TLS_CHUNK: usize = 64 << 10;
+
+/// The byte stream a TLS session runs over: what the peer sent, not yet
+/// decrypted, and what the session produced, not yet written to the socket.
+#[derive(Debug, Default)]
+pub(crate) struct MemIo {
+    incoming: Vec<u8>,
+    read_pos: usize,
+    outgoing: Vec<u8>,
+}
+
+impl Read for MemIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = &self.incoming[self.read_pos..];
+        if avail.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.read_pos += n;
+        if self.read_pos == self.incoming.len() {
+            self.incoming.clear();
+            self.read_pos = 0;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for MemIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outgoing.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl MemIo {
+    fn feed(&mut self, ciphertext: &[u8]) {
+        if self.read_pos > 0 {
+            self.incoming.drain(..self.read_pos);
+            self.read_pos = 0;
+        }
+        self.incoming.extend_from_slice(ciphertext);
+    }
+}
+
+/// Why a TLS handshake failed.
+#[derive(Debug)]
+pub(crate) enum TlsFailure {
+    /// The socket failed or closed.
+    Io(io::Error),
+    /// The TLS layer refused (certificate, protocol version, ...).
+    Tls(native_tls::Error),
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsFailure::Io(e) => write!(f, "{e}"),
+            TlsFailure::Tls(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn write_out(tcp: &mut TcpStream, io: &mut MemIo) -> io::Result<()> {
+    if !io.outgoing.is_empty() {
+        tcp.write_all(&io.outgoing)?;
+        io.outgoing.clear();
+    }
+    Ok(())
+}
+
+/// Runs a TLS handshake that was started over a [`MemIo`], moving its bytes
+/// to and from `tcp` until it completes.
+pub(crate) fn drive_handshake(
+    mut result: Result<TlsStream<MemIo>, HandshakeError<MemIo>>,
+    tcp: &mut TcpStream,
+) -> Result<TlsStream<MemIo>, TlsFailure> {
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        match result {
+            Ok(mut s) => {
+                write_out(tcp, s.get_mut()).map_err(TlsFailure::Io)?;
+                return Ok(s);
+            }
+            Err(HandshakeError::Failure(e)) => return Err(TlsFailure::Tls(e)),
+            Err(HandshakeError::WouldBlock(mut mid)) => {
+                write_out(tcp, mid.get_mut()).map_err(TlsFailure::Io)?;
+                let n = loop {
+                    match tcp.read(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        r => break r.map_err(TlsFailure::Io)?,
+                    }
+                };
+                if n == 0 {
+                    return Err(TlsFailure::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection during the TLS handshake",
+                    )));
+                }
+                mid.get_mut().feed(&buf[..n]);
+                result = mid.handshake();
+            }
+        }
+    }
+}
+
+/// A connection's byte stream.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    /// Kept for `shutdown`, which wakes a reader blocked on the socket.
+    tcp: TcpStream,
+    tls: Option<Mutex<TlsStream<MemIo>>>,
+}
+
+impl Transport {
+    pub(crate) fn plain(tcp: TcpStream) -> Transport {
+        Transport { tcp, tls: None }
+    }
+
+    pub(crate) fn tls(tcp: TcpStream, session: TlsStream<MemIo>) -> Transport {
+        Transport {
+            tcp,
+            tls: Some(Mutex::new(session)),
+        }
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn session(&self) -> Option<MutexGuard<'_, TlsStream<MemIo>>> {
+        self.tls
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reads plaintext. `reader` is the reader thread's own clone of the
+    /// socket, `cipher` its scratch buffer for ciphertext. Blocks without
+    /// holding any lock. Returns 0 at the end of the stream.
+    pub(crate) fn read(
+        &self,
+        reader: &mut TcpStream,
+        buf: &mut [u8],
+        cipher: &mut [u8],
+    ) -> io::Result<usize> {
+        let Some(tls) = &self.tls else {
+            return reader.read(buf);
+        };
+        loop {
+            {
+                let mut s = tls.lock().unwrap_or_else(|p| p.into_inner());
+                match s.read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let n = reader.read(cipher)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut s = tls.lock().unwrap_or_else(|p| p.into_inner());
+            s.get_mut().feed(&cipher[..n]);
+        }
+    }
+
+    /// Whether the TLS session produced bytes (an alert, a key update) that
+    /// no write has carried yet.
+    pub(crate) fn has_pending_output(&self) -> bool {
+        self.session()
+            .is_some_and(|s| !s.get_ref().outgoing.is_empty())
+    }
+
+    /// Writes `data` to the peer. The caller serializes writes (the
+    /// connection's writer lock) and passes its clone of the socket.
+    pub(crate) fn write_all(
+        &self,
+        tcp: &mut TcpStream,
+        data: &[u8],
+        spare: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        let Some(tls) = &self.tls else {
+            return tcp.write_all(data);
+        };
+        let mut chunks = data.chunks(TLS_CHUNK);
+        loop {
+            let chunk = chunks.next();
+            {
+                let mut s = tls.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(chunk) = chunk {
+                    s.write_all(chunk)?;
+                }
+                std::mem::swap(&mut s.get_mut().outgoing, spare);
+            }
+            let written = tcp.write_all(spare);
+            spare.clear();
+            written?;
+            if chunk.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Ends our direction of the stream: TLS close_notify, then a TCP FIN.
+    pub(crate) fn shutdown_write(&self, tcp: &mut TcpStream) {
+        if let Some(mut s) = self.session() {
+            let _ = s.shutdown();
+            let out = std::mem::take(&mut s.get_mut().outgoing);
+            drop(s);
+            let _ = tcp.write_all(&out);
+        }
+        let _ = self.tcp.shutdown(Shutdown::Write);
+    }
+
+    /// Closes the socket in both directions, waking a blocked reader.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.tcp.shutdown(Shutdown::Both);
+    }
+}
