@@ -1,0 +1,104 @@
+//! The README's main job: `examples/echo_server` and `examples/client` work
+//! against each other, as separate processes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// `cargo test` builds the examples next to the test binaries' folder.
+fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(path.exists(), "{} is not built (cargo test builds examples)", path.display());
+    path
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the echo server on a free port and returns it with its URL.
+fn start_echo_server() -> (Kill, String) {
+    let mut child = Command::new(example("echo_server"))
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start echo_server");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Kill(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).expect("echo_server prints its address");
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("an address")
+        .to_owned();
+    assert!(url.starts_with("ws://127.0.0.1:"), "unexpected first line: {line:?}");
+    (server, url)
+}
+
+#[test]
+fn client_and_echo_server_work_against_each_other() {
+    let (_server, url) = start_echo_server();
+    let mut client = Command::new(example("client"))
+        .arg(&url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    let lines = ["hello", "κόσμε – ünïcödé", "", "last line"];
+    {
+        let mut stdin = client.stdin.take().expect("stdin");
+        for l in lines {
+            writeln!(stdin, "{l}").expect("write to client");
+        }
+    } // stdin closed: the client sends a close and exits after the reply
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(client.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("client exits after stdin ends")
+        .expect("client output");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    let got: Vec<&str> = stdout.lines().collect();
+    assert_eq!(got, lines, "stderr: {stderr}");
+    assert!(stderr.contains("close reason 1000"), "stderr: {stderr}");
+}
+
+#[test]
+fn client_reports_a_refused_connection() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let out = Command::new(example("client"))
+        .arg(format!("ws://127.0.0.1:{port}/"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run client");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "stderr: {stderr}");
+}
