@@ -1157,3 +1157,45 @@ fn linger(conn: &Conn, tcp: &mut TcpStream) {
     }
     conn.transport.shutdown();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports_path_and_host_header() {
+        let t = Target::parse("wss://example.com").unwrap();
+        assert_eq!((t.port, t.tls, t.resource.as_str()), (443, true, "/"));
+        assert_eq!(t.host_header, "example.com");
+        let t = Target::parse("ws://example.com").unwrap();
+        assert_eq!((t.port, t.tls), (80, false));
+        let t = Target::parse("ws://example.com:80/a").unwrap();
+        assert_eq!((t.port, t.host_header.as_str()), (80, "example.com"));
+        let t = Target::parse("ws://Example.COM:8080/chat?room=1&x=%20#frag").unwrap();
+        assert_eq!(t.port, 8080);
+        assert_eq!(t.host_header, "example.com:8080");
+        assert_eq!(t.resource, "/chat?room=1&x=%20");
+        let t = Target::parse("ws://[::1]:9001").unwrap();
+        assert_eq!((t.host.as_str(), t.host_header.as_str()), ("::1", "[::1]:9001"));
+        let t = Target::parse("wss://127.0.0.1:443/").unwrap();
+        assert_eq!(t.host_header, "127.0.0.1");
+    }
+
+    #[test]
+    fn invalid_urls_are_argument_errors() {
+        for url in ["", "example.com", "http://example.com/", "ws://", "wss://:443/", "ftp://x/"] {
+            assert!(
+                matches!(Target::parse(url), Err(Error::Argument(_))),
+                "{url:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_tokens() {
+        assert!(is_token("chat.v2"));
+        assert!(!is_token("two words"));
+        assert!(!is_token("a,b"));
+        assert!(!is_token(""));
+    }
+}
