@@ -8,14 +8,18 @@
 //! `WebSocket` in a map until its `close` event, and the listeners reply
 //! through `e.target()`, so a closed connection frees everything it used.
 
-use airws::{Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket, WebSocketEvent};
+use airws::{
+    Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket, WebSocketEvent,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 fn main() {
-    let arg = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let arg = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
     let addr: SocketAddr = match arg.parse() {
         Ok(a) => a,
         Err(e) => {
@@ -41,19 +45,35 @@ fn main() {
         ws.add_event_listener(Event::CLOSE, move |_e: &Event| {
             list.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         });
-        clients.lock().unwrap_or_else(|p| p.into_inner()).insert(id, ws.clone());
+        clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, ws.clone());
         if let Err(err) = ws.start_server(e.socket()) {
             eprintln!("startServer failed: {err}");
-            clients.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
         }
     });
-    if let Err(e) = server.bind(addr.port(), &addr.ip().to_string()).and_then(|_| server.listen()) {
+    if let Err(e) = server
+        .bind(addr.port(), &addr.ip().to_string())
+        .and_then(|_| server.listen())
+    {
         eprintln!("echo_server: cannot listen on {addr}: {e}");
         std::process::exit(1);
     }
     let ip = server.local_address();
-    let shown = if ip.contains(':') { format!("[{ip}]") } else { ip };
-    println!("echo_server listening on ws://{shown}:{}/", server.local_port());
+    let shown = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip
+    };
+    println!(
+        "echo_server listening on ws://{shown}:{}/",
+        server.local_port()
+    );
     loop {
         std::thread::park();
     }

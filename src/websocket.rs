@@ -1176,14 +1176,24 @@ mod tests {
         assert_eq!(t.host_header, "example.com:8080");
         assert_eq!(t.resource, "/chat?room=1&x=%20");
         let t = Target::parse("ws://[::1]:9001").unwrap();
-        assert_eq!((t.host.as_str(), t.host_header.as_str()), ("::1", "[::1]:9001"));
+        assert_eq!(
+            (t.host.as_str(), t.host_header.as_str()),
+            ("::1", "[::1]:9001")
+        );
         let t = Target::parse("wss://127.0.0.1:443/").unwrap();
         assert_eq!(t.host_header, "127.0.0.1");
     }
 
     #[test]
     fn invalid_urls_are_argument_errors() {
-        for url in ["", "example.com", "http://example.com/", "ws://", "wss://:443/", "ftp://x/"] {
+        for url in [
+            "",
+            "example.com",
+            "http://example.com/",
+            "ws://",
+            "wss://:443/",
+            "ftp://x/",
+        ] {
             assert!(
                 matches!(Target::parse(url), Err(Error::Argument(_))),
                 "{url:?} should be refused"

@@ -15,7 +15,11 @@ fn example(name: &str) -> PathBuf {
         dir.pop();
     }
     let path = dir.join("examples").join(name);
-    assert!(path.exists(), "{} is not built (cargo test builds examples)", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built (cargo test builds examples)",
+        path.display()
+    );
     path
 }
 
@@ -43,14 +47,19 @@ fn start_echo_server() -> (Kill, String) {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx.recv_timeout(Duration::from_secs(30)).expect("echo_server prints its address");
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("echo_server prints its address");
     let url = line
         .trim()
         .rsplit(' ')
         .next()
         .expect("an address")
         .to_owned();
-    assert!(url.starts_with("ws://127.0.0.1:"), "unexpected first line: {line:?}");
+    assert!(
+        url.starts_with("ws://127.0.0.1:"),
+        "unexpected first line: {line:?}"
+    );
     (server, url)
 }
 
@@ -100,5 +109,8 @@ fn client_reports_a_refused_connection() {
         .expect("run client");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")),
+        "stderr: {stderr}"
+    );
 }
