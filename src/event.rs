@@ -26,6 +26,15 @@ enum Payload {
     Text(String),
     Message(Message),
     Socket(Mutex<Option<TcpStream>>),
+    Http(HttpExchange),
+}
+
+#[derive(Debug)]
+struct HttpExchange {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    response: Mutex<Option<Vec<u8>>>,
 }
 
 #[derive(Debug)]
@@ -184,6 +193,52 @@ impl Event {
         }
     }
 
+    /// `httpRequest`: the request method (`"GET"`, ...); else "".
+    pub fn http_method(&self) -> &str {
+        match &self.payload {
+            Payload::Http(h) => &h.method,
+            _ => "",
+        }
+    }
+
+    /// `httpRequest`: the request target, path and query (`"/index.html?x=1"`); else "".
+    pub fn http_path(&self) -> &str {
+        match &self.payload {
+            Payload::Http(h) => &h.path,
+            _ => "",
+        }
+    }
+
+    /// `httpRequest`: the first header named `name` (case-insensitively).
+    pub fn http_header(&self, name: &str) -> Option<&str> {
+        match &self.payload {
+            Payload::Http(h) => h
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str()),
+            _ => None,
+        }
+    }
+
+    /// `httpRequest`: answers the request with `status`, a `Content-Type` and
+    /// a body, instead of the default 400 response. The last answer given wins.
+    /// Does nothing on other events.
+    pub fn respond(&self, status: u16, content_type: &str, body: impl AsRef<[u8]>) {
+        if let Payload::Http(h) = &self.payload {
+            let bytes =
+                crate::proto::handshake::http_response(status, content_type, &[], body.as_ref());
+            *h.response.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+        }
+    }
+
+    pub(crate) fn take_http_response(&self) -> Option<Vec<u8>> {
+        match &self.payload {
+            Payload::Http(h) => h.response.lock().unwrap_or_else(|p| p.into_inner()).take(),
+            _ => None,
+        }
+    }
+
     /// A `ServerSocket`'s `connect`: the accepted socket. The first call takes
     /// it; later calls return `None`. Pass it to
     /// [`WebSocket::start_server`](crate::WebSocket::start_server).
@@ -312,6 +367,45 @@ impl ServerSocketConnectEvent {
             ServerSocketConnectEvent::CONNECT,
             false,
             Payload::Socket(Mutex::new(Some(socket))),
+        )
+    }
+}
+
+/// A plain HTTP request that reached [`WebSocket::start_server`](crate::WebSocket::start_server)
+/// instead of an upgrade. Not in AIR, whose server answers such requests by
+/// closing the socket: here a listener may answer it with
+/// [`Event::respond`], so that one port serves both a web page and its
+/// WebSocket. Without an answer the client gets 400 Bad Request. Either way
+/// the socket is then closed and `close` is dispatched, as in AIR.
+///
+/// ```
+/// use airws::{Event, EventDispatcher, HttpRequestEvent, WebSocket};
+///
+/// let ws = WebSocket::new();
+/// ws.add_event_listener(HttpRequestEvent::REQUEST, |e: &Event| {
+///     if e.http_method() == "GET" && e.http_path() == "/" {
+///         e.respond(200, "text/html; charset=utf-8", "<h1>hello</h1>");
+///     }
+/// });
+/// ```
+#[derive(Debug)]
+pub struct HttpRequestEvent;
+
+impl HttpRequestEvent {
+    /// `"httpRequest"`: a request that is not a WebSocket upgrade arrived.
+    pub const REQUEST: &'static str = "httpRequest";
+
+    /// An `httpRequest` event for a request.
+    pub fn create(method: &str, path: &str, headers: Vec<(String, String)>) -> Event {
+        Event::with_payload(
+            HttpRequestEvent::REQUEST,
+            false,
+            Payload::Http(HttpExchange {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                headers,
+                response: Mutex::new(None),
+            }),
         )
     }
 }

@@ -45,8 +45,8 @@ pub use config::{Config, MAX_MESSAGE_CEILING};
 pub use dispatcher::{EventDispatcher, Listener, ListenerId, ListenerRegistry};
 pub use error::Error;
 pub use event::{
-    Event, EventTarget, Format, IOErrorEvent, SecurityErrorEvent, ServerSocketConnectEvent,
-    WebSocketEvent,
+    Event, EventTarget, Format, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent,
+    ServerSocketConnectEvent, WebSocketEvent,
 };
 pub use server_socket::ServerSocket;
 pub use websocket::{MessageData, WeakWebSocket, WebSocket};

@@ -4,7 +4,9 @@ use crate::config::{Config, MAX_MESSAGE_CEILING};
 use crate::connection::{self, Conn, Ending};
 use crate::dispatcher::{EventDispatcher, ListenerRegistry};
 use crate::error::Error;
-use crate::event::{Event, EventTarget, IOErrorEvent, SecurityErrorEvent, WebSocketEvent};
+use crate::event::{
+    Event, EventTarget, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent, WebSocketEvent,
+};
 use crate::proto::close::{self, ABNORMAL, GOING_AWAY, TLS_HANDSHAKE};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
 use crate::proto::handshake;
@@ -977,8 +979,24 @@ impl Session {
             match self.read_head(&conn, &mut tcp, |buf| handshake::parse_request(buf, max)) {
                 HeadResult::Done(r, leftover) => (r, leftover),
                 HeadResult::Invalid(e) => {
-                    log::debug!("{peer}: {e}: answering {}", e.status());
-                    let _ = conn.write_raw(&e.response());
+                    let mut response = None;
+                    if let handshake::RequestError::NotUpgrade {
+                        method,
+                        resource,
+                        headers,
+                    } = &e
+                    {
+                        let event = HttpRequestEvent::create(method, resource, headers.clone());
+                        if self.still_connecting() {
+                            self.dispatch(&event);
+                        }
+                        response = event.take_http_response();
+                    }
+                    let response = response.unwrap_or_else(|| {
+                        log::debug!("{peer}: {e}: answering {}", e.status());
+                        e.response()
+                    });
+                    let _ = conn.write_raw(&response);
                     linger(&conn, &mut tcp);
                     return self.closed_before_open(&format!("{peer}: {e}"));
                 }

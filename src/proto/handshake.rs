@@ -227,6 +227,8 @@ pub enum RequestError {
         method: String,
         /// The request target.
         resource: String,
+        /// The headers, in order (names as sent).
+        headers: Vec<(String, String)>,
     },
     /// An upgrade request that breaks a rule of RFC 6455 §4.2.1 (400).
     Invalid(&'static str),
@@ -246,23 +248,18 @@ impl RequestError {
 
     /// The complete HTTP response for this rejection.
     pub fn response(&self) -> Vec<u8> {
-        let (status, reason) = match self.status() {
-            431 => (431, "Request Header Fields Too Large"),
-            426 => (426, "Upgrade Required"),
-            _ => (400, "Bad Request"),
+        let status = self.status();
+        let extra: &[(&str, &str)] = if status == 426 {
+            &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")]
+        } else {
+            &[]
         };
-        let body = format!("{self}\n");
-        let mut head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
-        if status == 426 {
-            head.push_str("Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
-        }
-        head.push_str("\r\n");
-        head.push_str(&body);
-        head.into_bytes()
+        http_response(
+            status,
+            "text/plain; charset=utf-8",
+            extra,
+            format!("{self}\n").as_bytes(),
+        )
     }
 }
 
@@ -271,7 +268,9 @@ impl fmt::Display for RequestError {
         match self {
             RequestError::TooLarge => f.write_str("request head too large"),
             RequestError::Malformed(e) => write!(f, "malformed HTTP request: {e}"),
-            RequestError::NotUpgrade { method, resource } => {
+            RequestError::NotUpgrade {
+                method, resource, ..
+            } => {
                 write!(f, "{method} {resource} is not a WebSocket upgrade request")
             }
             RequestError::Invalid(why) => write!(f, "invalid WebSocket upgrade request: {why}"),
@@ -317,6 +316,15 @@ pub fn parse_request(
         return Err(RequestError::NotUpgrade {
             method: method.to_owned(),
             resource: resource.to_owned(),
+            headers: headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
         });
     }
     if method != "GET" {
@@ -357,6 +365,51 @@ pub fn parse_request(
         },
         len,
     )))
+}
+
+/// The reason phrase of common HTTP status codes.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// A complete HTTP/1.1 response that closes the connection.
+pub fn http_response(
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reason_phrase(status),
+        body.len()
+    );
+    for (name, value) in extra {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 /// The server's 101 response, with the chosen subprotocol if any.
@@ -480,7 +533,20 @@ mod tests {
         let not_upgrade = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
         let err = parse_request(not_upgrade, 8192).unwrap_err();
         assert_eq!(err.status(), 400);
-        assert!(matches!(err, RequestError::NotUpgrade { .. }));
+        match &err {
+            RequestError::NotUpgrade {
+                method,
+                resource,
+                headers,
+            } => {
+                assert_eq!((method.as_str(), resource.as_str()), ("GET", "/index.html"));
+                assert_eq!(headers, &[("Host".to_owned(), "x".to_owned())]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(String::from_utf8(err.response())
+            .unwrap()
+            .starts_with("HTTP/1.1 400 Bad Request\r\n"));
 
         let v8 = request(&GOOD.replace("Version: 13", "Version: 8"));
         let err = parse_request(&v8, 8192).unwrap_err();
