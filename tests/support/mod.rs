@@ -545,6 +545,19 @@ impl EchoServer {
 
     /// With a config for each accepted connection and a `protocol` to answer.
     pub fn with(config: fn() -> Config, protocol: &'static str) -> EchoServer {
+        EchoServer::serve(config, protocol, None)
+    }
+
+    /// A wss echo server: each accepted socket runs TLS with `acceptor` first.
+    pub fn tls(acceptor: native_tls::TlsAcceptor) -> EchoServer {
+        EchoServer::serve(Config::default, "", Some(acceptor))
+    }
+
+    fn serve(
+        config: fn() -> Config,
+        protocol: &'static str,
+        acceptor: Option<native_tls::TlsAcceptor>,
+    ) -> EchoServer {
         let (tx, rx) = mpsc::channel::<(u64, Seen)>();
         let tx = Arc::new(Mutex::new(tx));
         let sockets: Arc<Mutex<HashMap<u64, WebSocket>>> = Arc::default();
@@ -589,7 +602,12 @@ impl EchoServer {
             map.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id, ws.clone());
-            ws.start_server(e.socket()).expect("start_server");
+            match &acceptor {
+                Some(a) => ws
+                    .start_server_tls(e.socket(), a.clone())
+                    .expect("start_server_tls"),
+                None => ws.start_server(e.socket()).expect("start_server"),
+            }
         });
         server.bind(0, "127.0.0.1").expect("bind");
         server.listen().expect("listen");
