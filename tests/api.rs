@@ -996,3 +996,45 @@ fn wait_closed_and_connected_follow_the_connection() {
     assert!(ws.wait_closed(WAIT));
     assert!(!ws.connected());
 }
+
+#[test]
+fn to_string_gives_as3s_object_strings() {
+    assert_eq!(WebSocket::new().to_string(), "[object WebSocket]");
+    assert_eq!(ServerSocket::new().to_string(), "[object ServerSocket]");
+    let e = Event::new(Event::CONNECT, false);
+    assert!(
+        e.to_string()
+            .starts_with("[Event type=\"connect\" cancelable=false"),
+        "{e}"
+    );
+    let io = IOErrorEvent::create("boom", IOErrorEvent::SOCKET_ERROR_ID);
+    assert_eq!(io.error_id(), 2031);
+    assert_eq!(io.text(), "boom");
+    assert!(io.to_string().contains("ioError"), "{io}");
+}
+
+#[test]
+fn activate_and_deactivate_are_never_dispatched_by_the_library() {
+    let server = EchoServer::start();
+    let ws = WebSocket::new();
+    let count = Arc::new(AtomicUsize::new(0));
+    for t in [Event::ACTIVATE, Event::DEACTIVATE] {
+        let c = count.clone();
+        ws.add_event_listener(t, move |_e: &Event| {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    let rx = record(&ws);
+    ws.connect(&server.url(), &[]).expect("connect");
+    assert_eq!(next(&rx), Seen::Connect);
+    ws.send_message(WebSocket::FMT_TEXT, "x").expect("send");
+    assert_eq!(next(&rx), Seen::Text("x".into()));
+    ws.close(WebSocket::CLOSE_NORMAL).expect("close");
+    assert!(ws.wait_closed(WAIT));
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+    // They can be dispatched by the application, like any event.
+    assert_eq!(Event::ACTIVATE, "activate");
+    assert_eq!(Event::DEACTIVATE, "deactivate");
+    assert!(ws.dispatch_event(&Event::new(Event::ACTIVATE, false)));
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}

@@ -114,3 +114,35 @@ fn client_reports_a_refused_connection() {
         "stderr: {stderr}"
     );
 }
+
+#[test]
+fn air_port_runs_its_exchange_and_exits_zero() {
+    let child = Command::new(example("air_port"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start air_port");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("air_port exits by itself")
+        .expect("air_port output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "air_port failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "client: connected, protocol chat",
+        "client: text héllo from AS3",
+        "client: binary of 3 bytes",
+        "server: client closed with 4000",
+        "air_port: OK",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no {line:?} in {stdout}");
+    }
+}
