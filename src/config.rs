@@ -35,6 +35,16 @@ pub struct Config {
     /// How long to wait for the peer's part of the closing handshake before
     /// closing the socket. Default 5 s.
     pub close_timeout: Duration,
+    /// How long a write may go without progress (the peer stopped reading)
+    /// before the connection is dropped: the stalled `send_message` returns an
+    /// error, and `ioError` and `close` (1006) follow. `None` waits forever.
+    /// Default 30 s.
+    pub write_timeout: Option<Duration>,
+    /// Closes the connection (code 1001, then `close`) when nothing at all
+    /// arrives from the peer for this long. `None` (the default) never does;
+    /// a server facing the internet should set it, and its clients should
+    /// send something (a ping will do) more often.
+    pub idle_timeout: Option<Duration>,
     /// Set `TCP_NODELAY` on the socket (a message is a unit the peer waits
     /// for, so Nagle's algorithm only adds delay). Default true.
     pub nodelay: bool,
@@ -55,6 +65,8 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            write_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: None,
             nodelay: true,
             thread_stack_size: 512 << 10,
             tls_connector: None,

@@ -67,6 +67,14 @@ impl Conn {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether another thread holds the writer (a write in progress).
+    pub(crate) fn writer_busy(&self) -> bool {
+        matches!(
+            self.writer.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     /// Writes raw bytes (the handshake's HTTP head).
     pub(crate) fn write_raw(&self, data: &[u8]) -> io::Result<()> {
         let mut w = self.writer();
@@ -74,7 +82,17 @@ impl Conn {
         self.transport.write_all(&mut w.tcp, data, &mut w.spare)
     }
 
+    /// Writes one frame. A failed write leaves a partial frame on the wire,
+    /// so the connection cannot go on: the socket is shut down.
     fn write_frame(&self, w: &mut Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let result = self.write_frame_inner(w, opcode, payload);
+        if result.is_err() {
+            self.transport.shutdown();
+        }
+        result
+    }
+
+    fn write_frame_inner(&self, w: &mut Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
         let h = w
             .sender
             .header(opcode, payload.len() as u64)
@@ -233,6 +251,15 @@ pub(crate) enum Ending {
     IoError(io::Error),
 }
 
+/// The read loop's timeouts (from `Config`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// How long to wait for the peer's part of the closing handshake.
+    pub(crate) close: Duration,
+    /// Close the connection when nothing arrives for this long.
+    pub(crate) idle: Option<Duration>,
+}
+
 /// The read loop: runs until the connection ends, answering pings and close
 /// frames, failing the connection on a protocol violation.
 pub(crate) fn read_loop(
@@ -240,13 +267,16 @@ pub(crate) fn read_loop(
     reader: &mut TcpStream,
     receiver: &mut Receiver,
     leftover: &[u8],
-    close_timeout: Duration,
+    timeouts: Timeouts,
     on_message: &mut dyn FnMut(Incoming),
 ) -> Ending {
+    let close_timeout = timeouts.close;
     let mut buf = vec![0u8; 64 << 10];
     let mut cipher = Vec::new();
     let mut deadline: Option<Instant> = None;
     let mut failed: Option<u16> = None;
+    // The read timeout now set on the socket, to change it only when needed.
+    let mut read_timeout: Option<Duration> = None;
     let mut pending = leftover.to_vec();
     let mut out = Vec::new();
     loop {
@@ -260,12 +290,19 @@ pub(crate) fn read_loop(
                 // A local close(): wait a bounded time for the peer's answer.
                 deadline = Some(Instant::now() + close_timeout);
             }
-            if let Some(d) = deadline {
-                let now = Instant::now();
-                if now >= d {
-                    return failed.map_or(Ending::Closed, Ending::Failed);
+            let wanted = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return failed.map_or(Ending::Closed, Ending::Failed);
+                    }
+                    Some(d - now)
                 }
-                let _ = reader.set_read_timeout(Some(d - now));
+                None => timeouts.idle,
+            };
+            if wanted != read_timeout {
+                let _ = reader.set_read_timeout(wanted);
+                read_timeout = wanted;
             }
             if cipher.is_empty() && conn.transport.is_tls() {
                 cipher = vec![0u8; 32 << 10];
@@ -284,6 +321,25 @@ pub(crate) fn read_loop(
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if deadline.is_none()
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    // Nothing arrived for the idle timeout: close with 1001.
+                    log::debug!("idle for {:?}: closing", timeouts.idle);
+                    failed = Some(close::GOING_AWAY);
+                    if let Err(e) = conn.send_close(Some(close::GOING_AWAY), "idle timeout") {
+                        log::debug!("sending the close frame failed: {e}");
+                    }
+                    if conn.role == Role::Server {
+                        conn.shutdown_write();
+                    }
+                    deadline = Some(Instant::now() + close_timeout);
+                    continue;
+                }
                 Err(e) => {
                     if let Some(code) = failed {
                         return Ending::Failed(code);

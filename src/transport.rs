@@ -13,6 +13,7 @@ use native_tls::{HandshakeError, TlsStream};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 /// Encrypt at most this much plaintext at a time, so that a large message
 /// does not produce its whole ciphertext in memory at once.
@@ -92,10 +93,12 @@ fn write_out(tcp: &mut TcpStream, io: &mut MemIo) -> io::Result<()> {
 }
 
 /// Runs a TLS handshake that was started over a [`MemIo`], moving its bytes
-/// to and from `tcp` until it completes.
+/// to and from `tcp` until it completes, or fails at `deadline` (a peer that
+/// sends a byte now and then cannot keep it going).
 pub(crate) fn drive_handshake(
     mut result: Result<TlsStream<MemIo>, HandshakeError<MemIo>>,
     tcp: &mut TcpStream,
+    deadline: Instant,
 ) -> Result<TlsStream<MemIo>, TlsFailure> {
     let mut buf = vec![0u8; 16 << 10];
     loop {
@@ -107,6 +110,15 @@ pub(crate) fn drive_handshake(
             Err(HandshakeError::Failure(e)) => return Err(TlsFailure::Tls(e)),
             Err(HandshakeError::WouldBlock(mut mid)) => {
                 write_out(tcp, mid.get_mut()).map_err(TlsFailure::Io)?;
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return Err(TlsFailure::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the TLS handshake timed out",
+                    )));
+                }
+                tcp.set_read_timeout(Some(remaining))
+                    .map_err(TlsFailure::Io)?;
                 let n = loop {
                     match tcp.read(&mut buf) {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -142,27 +142,27 @@ impl Shared {
             }
         };
         let Some(conn) = conn else { return };
-        match conn.send_close(code, reason) {
-            Ok(true) => {
-                if !conn.is_reader_thread() {
-                    // The reader may be blocked on the socket: a timer closes
-                    // the socket if the peer does not answer in time.
-                    let timeout = self.config.close_timeout;
-                    let timer_conn = conn.clone();
-                    let spawned = thread::Builder::new()
-                        .name("airws-close-timer".into())
-                        .stack_size(64 << 10)
-                        .spawn(move || timer_conn.finish_within(timeout));
-                    if spawned.is_err() {
-                        conn.transport.shutdown();
-                    }
-                }
-            }
-            Ok(false) => {}
-            Err(e) => {
-                log::debug!("sending the close frame failed: {e}");
+        // The timer starts before the close frame is written: the reader may
+        // be blocked on the socket, or another sender may be stuck writing to
+        // a peer that stopped reading. Either way, when the timeout passes
+        // the socket is shut down, which also ends a stuck write, so close()
+        // itself returns within the timeout. The connection's own thread
+        // needs no timer when nobody else is writing: its read loop keeps the
+        // deadline.
+        if !conn.is_reader_thread() || conn.writer_busy() {
+            let timeout = self.config.close_timeout;
+            let timer_conn = conn.clone();
+            let spawned = thread::Builder::new()
+                .name("airws-close-timer".into())
+                .stack_size(64 << 10)
+                .spawn(move || timer_conn.finish_within(timeout));
+            if spawned.is_err() {
                 conn.transport.shutdown();
             }
+        }
+        if let Err(e) = conn.send_close(code, reason) {
+            log::debug!("sending the close frame failed: {e}");
+            conn.transport.shutdown();
         }
     }
 }
@@ -774,8 +774,10 @@ impl Session {
         if let Err(e) = self.setup_socket(&tcp) {
             return self.io_error(format!("Error #2031: Socket Error. {}: {e}", target.url));
         }
+        // TLS and the HTTP upgrade together must finish within the timeout.
+        let deadline = Instant::now() + self.config().handshake_timeout;
         let transport = if target.tls {
-            match self.client_tls(&target, &mut tcp) {
+            match self.client_tls(&target, &mut tcp, deadline) {
                 Some(t) => t,
                 None => return,
             }
@@ -807,7 +809,7 @@ impl Session {
             ));
         }
         let max = self.config().max_handshake_size;
-        let head = self.read_head(&conn, &mut tcp, |buf| {
+        let head = self.read_head(&conn, &mut tcp, deadline, |buf| {
             handshake::parse_response(buf, &request.key, &offered, max)
         });
         let (accepted, leftover) = match head {
@@ -840,7 +842,12 @@ impl Session {
     }
 
     /// Runs the client's TLS handshake, handling certificate errors.
-    fn client_tls(&self, target: &Target, tcp: &mut TcpStream) -> Option<Transport> {
+    fn client_tls(
+        &self,
+        target: &Target,
+        tcp: &mut TcpStream,
+        deadline: Instant,
+    ) -> Option<Transport> {
         let connector = match &self.config().tls_connector {
             Some(c) => c.clone(),
             None => match native_tls::TlsConnector::new() {
@@ -857,7 +864,11 @@ impl Session {
                 }
             },
         };
-        let first = drive_handshake(connector.connect(&target.host, MemIo::default()), tcp);
+        let first = drive_handshake(
+            connector.connect(&target.host, MemIo::default()),
+            tcp,
+            deadline,
+        );
         let err = match first {
             Ok(session) => return self.tls_transport(tcp, session, &target.url),
             Err(TlsFailure::Io(e)) => {
@@ -886,9 +897,12 @@ impl Session {
                 if !self.register_pending(&tcp2) || self.setup_socket(&tcp2).is_err() {
                     return None;
                 }
-                let session =
-                    drive_handshake(insecure.connect(&target.host, MemIo::default()), &mut tcp2)
-                        .ok()?;
+                let session = drive_handshake(
+                    insecure.connect(&target.host, MemIo::default()),
+                    &mut tcp2,
+                    deadline,
+                )
+                .ok()?;
                 Some((tcp2, session))
             });
         let Some((tcp2, session)) = retry else {
@@ -945,26 +959,31 @@ impl Session {
         if let Err(e) = self.setup_socket(&tcp) {
             return self.closed_before_open(&format!("{peer}: {e}"));
         }
+        // A client that sends its handshake slowly (slowloris) is dropped
+        // when this passes, however often it sends a byte.
+        let deadline = Instant::now() + self.config().handshake_timeout;
         let transport = match acceptor {
-            Some(acceptor) => match drive_handshake(acceptor.accept(MemIo::default()), &mut tcp) {
-                Ok(session) => match self.tls_transport(&tcp, session, &peer) {
-                    Some(t) => t,
-                    None => return,
-                },
-                Err(e) => {
-                    let _ = tcp.shutdown(Shutdown::Both);
-                    return self.fail_opening(
-                        Some(TLS_HANDSHAKE),
-                        &[
-                            SecurityErrorEvent::create(
-                                SecurityErrorEvent::SECURITY_ERROR,
-                                format!("TLS handshake with {peer} failed: {e}"),
-                            ),
-                            Event::new(Event::CLOSE, false),
-                        ],
-                    );
+            Some(acceptor) => {
+                match drive_handshake(acceptor.accept(MemIo::default()), &mut tcp, deadline) {
+                    Ok(session) => match self.tls_transport(&tcp, session, &peer) {
+                        Some(t) => t,
+                        None => return,
+                    },
+                    Err(e) => {
+                        let _ = tcp.shutdown(Shutdown::Both);
+                        return self.fail_opening(
+                            Some(TLS_HANDSHAKE),
+                            &[
+                                SecurityErrorEvent::create(
+                                    SecurityErrorEvent::SECURITY_ERROR,
+                                    format!("TLS handshake with {peer} failed: {e}"),
+                                ),
+                                Event::new(Event::CLOSE, false),
+                            ],
+                        );
+                    }
                 }
-            },
+            }
             None => match tcp.try_clone() {
                 Ok(c) => Transport::plain(c),
                 Err(e) => return self.closed_before_open(&format!("{peer}: {e}")),
@@ -975,39 +994,40 @@ impl Session {
         };
         let conn = Arc::new(Conn::new(Role::Server, transport, write_tcp));
         let max = self.config().max_handshake_size;
-        let (request, leftover) =
-            match self.read_head(&conn, &mut tcp, |buf| handshake::parse_request(buf, max)) {
-                HeadResult::Done(r, leftover) => (r, leftover),
-                HeadResult::Invalid(e) => {
-                    let mut response = None;
-                    if let handshake::RequestError::NotUpgrade {
-                        method,
-                        resource,
-                        headers,
-                    } = &e
-                    {
-                        let event = HttpRequestEvent::create(method, resource, headers.clone());
-                        if self.still_connecting() {
-                            self.dispatch(&event);
-                        }
-                        response = event.take_http_response();
+        let (request, leftover) = match self.read_head(&conn, &mut tcp, deadline, |buf| {
+            handshake::parse_request(buf, max)
+        }) {
+            HeadResult::Done(r, leftover) => (r, leftover),
+            HeadResult::Invalid(e) => {
+                let mut response = None;
+                if let handshake::RequestError::NotUpgrade {
+                    method,
+                    resource,
+                    headers,
+                } = &e
+                {
+                    let event = HttpRequestEvent::create(method, resource, headers.clone());
+                    if self.still_connecting() {
+                        self.dispatch(&event);
                     }
-                    let response = response.unwrap_or_else(|| {
-                        log::debug!("{peer}: {e}: answering {}", e.status());
-                        e.response()
-                    });
-                    let _ = conn.write_raw(&response);
-                    linger(&conn, &mut tcp);
-                    return self.closed_before_open(&format!("{peer}: {e}"));
+                    response = event.take_http_response();
                 }
-                HeadResult::Eof => {
-                    return self.closed_before_open(&format!("{peer} closed the connection"))
-                }
-                HeadResult::Io(e) => {
-                    conn.transport.shutdown();
-                    return self.closed_before_open(&format!("{peer}: {e}"));
-                }
-            };
+                let response = response.unwrap_or_else(|| {
+                    log::debug!("{peer}: {e}: answering {}", e.status());
+                    e.response()
+                });
+                let _ = conn.write_raw(&response);
+                linger(&conn, &mut tcp);
+                return self.closed_before_open(&format!("{peer}: {e}"));
+            }
+            HeadResult::Eof => {
+                return self.closed_before_open(&format!("{peer} closed the connection"))
+            }
+            HeadResult::Io(e) => {
+                conn.transport.shutdown();
+                return self.closed_before_open(&format!("{peer}: {e}"));
+            }
+        };
         let chosen = {
             let st = self.shared.state();
             if st.generation != self.generation || st.phase != Phase::Connecting {
@@ -1036,12 +1056,12 @@ impl Session {
         &self,
         conn: &Conn,
         tcp: &mut TcpStream,
+        deadline: Instant,
         parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
     ) -> HeadResult<T, E> {
         let mut head = Vec::new();
         let mut buf = vec![0u8; 4096];
         let mut cipher = vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }];
-        let deadline = Instant::now() + self.config().handshake_timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -1087,7 +1107,7 @@ impl Session {
         role: Role,
     ) {
         let _ = tcp.set_read_timeout(None);
-        let _ = tcp.set_write_timeout(None);
+        let _ = tcp.set_write_timeout(self.config().write_timeout);
         conn.set_reader_thread();
         {
             let mut st = self.shared.state();
@@ -1102,13 +1122,16 @@ impl Session {
         }
         self.dispatch(&Event::new(Event::CONNECT, false));
         let mut receiver = Receiver::new(role, self.config().limits());
-        let close_timeout = self.config().close_timeout;
+        let timeouts = connection::Timeouts {
+            close: self.config().close_timeout,
+            idle: self.config().idle_timeout,
+        };
         let ending = connection::read_loop(
             &conn,
             &mut tcp,
             &mut receiver,
             &leftover,
-            close_timeout,
+            timeouts,
             &mut |msg| {
                 let event = match msg {
                     Incoming::Text(s) => WebSocketEvent::text(s),
