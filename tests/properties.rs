@@ -179,7 +179,7 @@ proptest! {
             for cut in 0..*used {
                 prop_assert!(matches!(decode_header(&data[..cut]), Ok(None) | Err(_)));
             }
-            prop_assert_eq!(decode_header(&data[..*used]), whole.clone());
+            prop_assert_eq!(decode_header(&data[..*used]), whole);
         }
     }
 
