@@ -13,6 +13,27 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::*;
 
+/// The fault tests run one at a time, so that each can check that the
+/// library's threads are gone once its connections have ended.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs a scenario (everything it made is dropped when it returns), then
+/// checks that no thread of the library is left.
+fn ends_its_threads(scenario: fn()) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        eventually(|| library_threads().is_empty()),
+        "threads before: {:?}",
+        library_threads()
+    );
+    scenario();
+    assert!(
+        eventually(|| library_threads().is_empty()),
+        "threads left: {:?}",
+        library_threads()
+    );
+}
+
 fn short_timeouts() -> Config {
     Config {
         handshake_timeout: Duration::from_millis(800),
@@ -46,8 +67,7 @@ fn read_until_end(tcp: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
     (got, false)
 }
 
-#[test]
-fn slowloris_client_is_dropped_at_the_handshake_deadline() {
+fn slowloris_client_is_dropped_at_the_handshake_deadline_scenario() {
     let server = EchoServer::with(short_timeouts, "");
     let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
     let started = Instant::now();
@@ -83,8 +103,7 @@ fn slowloris_client_is_dropped_at_the_handshake_deadline() {
     assert_eq!(peer.read_message(), (OP_TEXT, b"still here".to_vec()));
 }
 
-#[test]
-fn a_silent_tls_client_is_dropped_at_the_handshake_deadline() {
+fn a_silent_tls_client_is_dropped_at_the_handshake_deadline_scenario() {
     let identity = native_tls::Identity::from_pkcs8(
         include_bytes!("tls/localhost.pem"),
         include_bytes!("tls/localhost.key"),
@@ -115,8 +134,7 @@ fn a_silent_tls_client_is_dropped_at_the_handshake_deadline() {
         .expect("the server WebSocket dispatched close");
 }
 
-#[test]
-fn a_head_larger_than_the_limit_gets_431_then_the_socket_closes() {
+fn a_head_larger_than_the_limit_gets_431_then_the_socket_closes_scenario() {
     fn small_heads() -> Config {
         Config {
             max_handshake_size: 1024,
@@ -140,8 +158,7 @@ fn a_head_larger_than_the_limit_gets_431_then_the_socket_closes() {
     ));
 }
 
-#[test]
-fn a_client_that_closes_mid_handshake_gets_close_and_no_connect() {
+fn a_client_that_closes_mid_handshake_gets_close_and_no_connect_scenario() {
     let server = EchoServer::start();
     {
         let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
@@ -152,8 +169,7 @@ fn a_client_that_closes_mid_handshake_gets_close_and_no_connect() {
     assert_eq!(seen, Seen::Close(1006));
 }
 
-#[test]
-fn a_server_that_stalls_mid_handshake_gives_the_client_io_error() {
+fn a_server_that_stalls_mid_handshake_gives_the_client_io_error_scenario() {
     let raw = RawServer::new();
     let ws = WebSocket::with_config(short_timeouts());
     let rx = record(&ws);
@@ -171,8 +187,7 @@ fn a_server_that_stalls_mid_handshake_gives_the_client_io_error() {
     assert!(!ws.connected());
 }
 
-#[test]
-fn a_peer_that_resets_mid_frame_ends_with_1006_and_the_server_serves_others() {
+fn a_peer_that_resets_mid_frame_ends_with_1006_and_the_server_serves_others_scenario() {
     let server = EchoServer::start();
     {
         let (mut peer, _) = raw_client(server.port, "");
@@ -193,8 +208,7 @@ fn a_peer_that_resets_mid_frame_ends_with_1006_and_the_server_serves_others() {
     assert_eq!(other.read_message(), (OP_BINARY, vec![1, 2, 3]));
 }
 
-#[test]
-fn a_client_whose_server_vanishes_mid_frame_gets_close_1006() {
+fn a_client_whose_server_vanishes_mid_frame_gets_close_1006_scenario() {
     let raw = RawServer::new();
     let ws = WebSocket::new();
     let rx = record(&ws);
@@ -208,8 +222,7 @@ fn a_client_whose_server_vanishes_mid_frame_gets_close_1006() {
     assert!(ws.wait_closed(WAIT));
 }
 
-#[test]
-fn a_peer_that_stops_reading_fails_the_stalled_send_and_close_returns_in_time() {
+fn a_peer_that_stops_reading_fails_the_stalled_send_and_close_returns_in_time_scenario() {
     // Our server writes to a raw client that never reads.
     let server = ServerSocket::new();
     let (tx, rx) = mpsc::channel::<WebSocket>();
@@ -279,8 +292,7 @@ fn a_peer_that_stops_reading_fails_the_stalled_send_and_close_returns_in_time() 
     server.close();
 }
 
-#[test]
-fn an_idle_peer_is_closed_with_1001_after_the_idle_timeout() {
+fn an_idle_peer_is_closed_with_1001_after_the_idle_timeout_scenario() {
     fn idle() -> Config {
         Config {
             idle_timeout: Some(Duration::from_millis(300)),
@@ -306,4 +318,53 @@ fn an_idle_peer_is_closed_with_1001_after_the_idle_timeout() {
         server.wait_for(|s| matches!(s, Seen::Close(_))),
         Seen::Close(1001)
     );
+}
+
+#[test]
+fn slowloris_client_is_dropped_at_the_handshake_deadline() {
+    ends_its_threads(slowloris_client_is_dropped_at_the_handshake_deadline_scenario);
+}
+
+#[test]
+fn a_silent_tls_client_is_dropped_at_the_handshake_deadline() {
+    ends_its_threads(a_silent_tls_client_is_dropped_at_the_handshake_deadline_scenario);
+}
+
+#[test]
+fn a_head_larger_than_the_limit_gets_431_then_the_socket_closes() {
+    ends_its_threads(a_head_larger_than_the_limit_gets_431_then_the_socket_closes_scenario);
+}
+
+#[test]
+fn a_client_that_closes_mid_handshake_gets_close_and_no_connect() {
+    ends_its_threads(a_client_that_closes_mid_handshake_gets_close_and_no_connect_scenario);
+}
+
+#[test]
+fn a_server_that_stalls_mid_handshake_gives_the_client_io_error() {
+    ends_its_threads(a_server_that_stalls_mid_handshake_gives_the_client_io_error_scenario);
+}
+
+#[test]
+fn a_peer_that_resets_mid_frame_ends_with_1006_and_the_server_serves_others() {
+    ends_its_threads(
+        a_peer_that_resets_mid_frame_ends_with_1006_and_the_server_serves_others_scenario,
+    );
+}
+
+#[test]
+fn a_client_whose_server_vanishes_mid_frame_gets_close_1006() {
+    ends_its_threads(a_client_whose_server_vanishes_mid_frame_gets_close_1006_scenario);
+}
+
+#[test]
+fn a_peer_that_stops_reading_fails_the_stalled_send_and_close_returns_in_time() {
+    ends_its_threads(
+        a_peer_that_stops_reading_fails_the_stalled_send_and_close_returns_in_time_scenario,
+    );
+}
+
+#[test]
+fn an_idle_peer_is_closed_with_1001_after_the_idle_timeout() {
+    ends_its_threads(an_idle_peer_is_closed_with_1001_after_the_idle_timeout_scenario);
 }
