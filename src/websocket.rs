@@ -1024,6 +1024,16 @@ impl Session {
                 return self.closed_before_open(&format!("{peer} closed the connection"))
             }
             HeadResult::Io(e) => {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    // Tell a slow client why, as for any refused request.
+                    let _ = conn.write_raw(&handshake::http_response(
+                        408,
+                        "text/plain; charset=utf-8",
+                        &[],
+                        b"The WebSocket handshake timed out.\n",
+                    ));
+                    linger(&conn, &mut tcp);
+                }
                 conn.transport.shutdown();
                 return self.closed_before_open(&format!("{peer}: {e}"));
             }

@@ -85,10 +85,10 @@ fn slowloris_client_is_dropped_at_the_handshake_deadline_scenario() {
             break;
         }
     }
-    if !dropped {
-        let (_, ended) = read_until_end(&mut tcp, WAIT);
-        dropped = ended;
-    }
+    let (answer, ended) = read_until_end(&mut tcp, WAIT);
+    dropped |= ended;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(dropped, "the slow client was not dropped");
     assert!(
         started.elapsed() < Duration::from_secs(5),
