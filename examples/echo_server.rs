@@ -28,6 +28,31 @@ fn main() {
         }
     };
 
+    let server = match listen(addr) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("echo_server: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let ip = server.local_address();
+    let shown = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip
+    };
+    println!(
+        "echo_server listening on ws://{shown}:{}/",
+        server.local_port()
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The echo server: a `ServerSocket` on `addr` whose connections echo every
+/// text and binary message. (`examples/bench.rs` measures this function.)
+pub fn listen(addr: SocketAddr) -> Result<ServerSocket, airws::Error> {
     let clients: Arc<Mutex<HashMap<u64, WebSocket>>> = Arc::default();
     let next_id = AtomicU64::new(0);
     let server = ServerSocket::new();
@@ -57,24 +82,7 @@ fn main() {
                 .remove(&id);
         }
     });
-    if let Err(e) = server
-        .bind(addr.port(), &addr.ip().to_string())
-        .and_then(|_| server.listen())
-    {
-        eprintln!("echo_server: cannot listen on {addr}: {e}");
-        std::process::exit(1);
-    }
-    let ip = server.local_address();
-    let shown = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip
-    };
-    println!(
-        "echo_server listening on ws://{shown}:{}/",
-        server.local_port()
-    );
-    loop {
-        std::thread::park();
-    }
+    server.bind(addr.port(), &addr.ip().to_string())?;
+    server.listen()?;
+    Ok(server)
 }
