@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 const WRITE_CHUNK: usize = 64 << 10;
 /// Payloads up to this size go out in one write with their header.
 const COALESCE_LIMIT: usize = 16 << 10;
+/// Corked frames are written once they reach this many bytes.
+const CORK_LIMIT: usize = 64 << 10;
 
 /// The state every sender shares, behind the writer lock.
 #[derive(Debug)]
@@ -29,6 +31,9 @@ pub(crate) struct Writer {
     close: CloseHandshake,
     scratch: Vec<u8>,
     spare: Vec<u8>,
+    /// Frames sent by listeners while the connection's thread handles what
+    /// one read brought, written together before it reads again (corking).
+    corked: Vec<u8>,
 }
 
 /// A connection after its TCP (and TLS) setup.
@@ -39,6 +44,9 @@ pub(crate) struct Conn {
     writer: Mutex<Writer>,
     /// Mirrors `Writer::close.sent()`, readable without the writer lock.
     close_sent: AtomicBool,
+    /// Set by the connection's thread while it dispatches what one read
+    /// brought: its own sends are corked until it is about to read again.
+    cork: AtomicBool,
     finished: Mutex<bool>,
     finished_cv: Condvar,
     reader_thread: OnceLock<ThreadId>,
@@ -55,7 +63,9 @@ impl Conn {
                 close: CloseHandshake::default(),
                 scratch: Vec::new(),
                 spare: Vec::new(),
+                corked: Vec::new(),
             }),
+            cork: AtomicBool::new(false),
             close_sent: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
@@ -85,7 +95,10 @@ impl Conn {
     /// Writes one frame. A failed write leaves a partial frame on the wire,
     /// so the connection cannot go on: the socket is shut down.
     fn write_frame(&self, w: &mut Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let result = self.write_frame_inner(w, opcode, payload);
+        // Corked frames were sent first: they go first.
+        let result = self
+            .write_corked(w)
+            .and_then(|()| self.write_frame_inner(w, opcode, payload));
         if result.is_err() {
             self.transport.shutdown();
         }
@@ -132,13 +145,68 @@ impl Conn {
         }
     }
 
+    fn write_corked(&self, w: &mut Writer) -> io::Result<()> {
+        if w.corked.is_empty() {
+            return Ok(());
+        }
+        let Writer {
+            tcp, corked, spare, ..
+        } = w;
+        let result = self.transport.write_all(tcp, corked, spare);
+        corked.clear();
+        result
+    }
+
+    /// Appends a frame to the corked bytes.
+    fn cork_frame(w: &mut Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let h = w
+            .sender
+            .header(opcode, payload.len() as u64)
+            .map_err(io::Error::other)?;
+        w.corked.extend_from_slice(h.as_bytes());
+        match h.mask {
+            Some(key) => extend_masked(&mut w.corked, payload, key, 0),
+            None => w.corked.extend_from_slice(payload),
+        }
+        Ok(())
+    }
+
+    /// Writes what was corked; the connection's thread calls it before it
+    /// blocks in a read again.
+    pub(crate) fn uncork(&self) {
+        self.cork.store(false, Ordering::SeqCst);
+        let mut w = self.writer();
+        if let Err(e) = self.write_corked(&mut w) {
+            log::debug!("writing corked frames failed: {e}");
+            self.transport.shutdown();
+        }
+    }
+
     /// Sends a data or control message; fails once a close frame was sent.
+    ///
+    /// A small message sent by a listener on the connection's thread is
+    /// corked: written together with the others sent while handling the same
+    /// read, just before the thread reads again. Any other send goes out at
+    /// once (after what was corked).
     pub(crate) fn send(&self, opcode: u8, payload: &[u8]) -> Result<(), Error> {
         let mut w = self.writer();
         if w.close.sent() {
             return Err(Error::illegal(
                 "the WebSocket is closing: no message may follow the close frame",
             ));
+        }
+        if payload.len() <= COALESCE_LIMIT
+            && self.cork.load(Ordering::SeqCst)
+            && self.is_reader_thread()
+        {
+            let mut result = Self::cork_frame(&mut w, opcode, payload);
+            if result.is_ok() && w.corked.len() >= CORK_LIMIT {
+                result = self.write_corked(&mut w);
+                if result.is_err() {
+                    self.transport.shutdown();
+                }
+            }
+            return result.map_err(Error::Io);
         }
         let result = self.write_frame(&mut w, opcode, payload);
         drop(w);
@@ -359,6 +427,7 @@ pub(crate) fn read_loop(
         if receiver.is_finished() {
             continue; // draining until the peer closes
         }
+        conn.cork.store(true, Ordering::SeqCst);
         let result = receiver.receive(&buf[..n], &mut out);
         for msg in out.drain(..) {
             match msg {
@@ -396,6 +465,8 @@ pub(crate) fn read_loop(
             }
             deadline.get_or_insert(Instant::now() + close_timeout);
         }
+        // About to read again: what listeners sent goes out now.
+        conn.uncork();
     }
 }
 
