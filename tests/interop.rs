@@ -1,13 +1,20 @@
 //! Interoperability with peers nobody here wrote, in both directions: Python
 //! `websockets` and Node `ws` (pinned in `tests/peers/`, installed by
-//! `bash .ci/peers.sh`). Each exchange covers non-ASCII text, binary, a
-//! 1 MiB message, a fragmented message, ping/pong, subprotocol negotiation
-//! and close codes with `close_reason`; wss against the Python peer is
-//! trusted once through `certificateError` + `prevent_default()` and once
-//! through a configured CA.
+//! `bash .ci/peers.sh`; the line protocol of the peer scripts is in
+//! `tests/peers/README.md`).
+//!
+//! Each exchange covers non-ASCII text, binary, a 1 MiB message, fragmented
+//! text (cut inside UTF-8 sequences) and binary (1 MiB in three fragments),
+//! pings both ways, subprotocol negotiation, and close codes and reasons
+//! with `close_reason()` for a close made by either side. wss against the
+//! Python peer is trusted once through `certificateError` +
+//! `prevent_default()` and once through a configured CA, and refused (1015)
+//! without either.
 //!
 //! Switched on by the `interop` feature (as `.ci/run` does); with it on, a
-//! missing peer fails the tests.
+//! missing peer fails the tests. The peers are found at
+//! `.ci/.venv/bin/python` (or `$AIRWS_PYTHON`) and `node` on the PATH (or
+//! `$AIRWS_NODE`) with `tests/peers/node_modules`.
 
 #![cfg(feature = "interop")]
 
@@ -17,16 +24,42 @@ use airws::{
     Config, Event, EventDispatcher, SecurityErrorEvent, ServerSocket, ServerSocketConnectEvent,
     WebSocket, WebSocketEvent,
 };
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use support::*;
+use std::time::{Duration, Instant};
+use support::{close_payload, next, nothing_more, record, Seen, WAIT};
 
-const PEER_WAIT: Duration = Duration::from_secs(30);
-const FRAGMENTED: &str = "frag-one|frag-two|frag-three";
+/// The longest wait for a line from a peer.
+const PEER_WAIT: Duration = Duration::from_secs(20);
+const TEXT: &str = "héllo wörld ✓ 🎉";
+/// What the peers send in three fragments, cut inside "✓" and "🎉".
+const FRAGMENTED: &str = "frag-one ✓|frag-two 🎉|frag-three";
+const HINT: &str = "install the peers with `bash .ci/peers.sh`";
+
+fn big() -> Vec<u8> {
+    (0..1 << 20).map(|i| (i % 251) as u8).collect()
+}
+
+fn bytes256() -> Vec<u8> {
+    (0..=255).collect()
+}
+
+/// How a peer server reports a binary message: `BINARY <len> <sha1>`.
+fn binary_line(data: &[u8]) -> String {
+    format!(
+        "BINARY {} {}",
+        data.len(),
+        sha1_smol::Sha1::from(data).digest()
+    )
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Peer {
@@ -34,55 +67,63 @@ enum Peer {
     Node,
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn peer_command(peer: Peer) -> Command {
-    match peer {
-        Peer::Python => {
-            let python = std::env::var_os("AIRWS_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root().join(".ci/.venv/bin/python"));
-            assert!(
-                python.exists(),
-                "{} is missing: run `bash .ci/peers.sh` (or set AIRWS_PYTHON)",
-                python.display()
-            );
-            let mut c = Command::new(python);
-            c.arg(root().join("tests/peers/py_peer.py"));
-            c
-        }
-        Peer::Node => {
-            assert!(
-                root().join("tests/peers/node_modules/ws").exists(),
-                "tests/peers/node_modules/ws is missing: run `bash .ci/peers.sh`"
-            );
-            let node = std::env::var_os("AIRWS_NODE").unwrap_or_else(|| "node".into());
-            let mut c = Command::new(node);
-            c.arg(root().join("tests/peers/node_peer.js"));
-            c
+impl Peer {
+    fn command(self) -> Command {
+        match self {
+            Peer::Python => {
+                let python = match std::env::var_os("AIRWS_PYTHON") {
+                    Some(p) => PathBuf::from(p),
+                    None => {
+                        let p = root().join(".ci/.venv/bin/python");
+                        assert!(
+                            p.exists(),
+                            "{} is missing: {HINT} (or set AIRWS_PYTHON to a Python with websockets)",
+                            p.display()
+                        );
+                        p
+                    }
+                };
+                let mut c = Command::new(python);
+                c.arg(root().join("tests/peers/py_peer.py"))
+                    .env("PYTHONIOENCODING", "utf-8")
+                    .env("PYTHONDONTWRITEBYTECODE", "1");
+                c
+            }
+            Peer::Node => {
+                let ws = root().join("tests/peers/node_modules/ws/package.json");
+                assert!(ws.exists(), "{} is missing: {HINT}", ws.display());
+                let node = std::env::var_os("AIRWS_NODE").unwrap_or_else(|| "node".into());
+                let mut c = Command::new(node);
+                c.arg(root().join("tests/peers/node_peer.js"));
+                c
+            }
         }
     }
 }
 
-/// A peer process (killed, by its own PID, when dropped) and its stdout lines.
+// ------------------------------------------------------------ peer processes
+
+/// A peer process we started, with its stdout lines; killed (through its
+/// own handle) and reaped when dropped.
 struct PeerProcess {
     child: Child,
-    lines: Receiver<String>,
     peer: Peer,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    seen: Vec<String>,
 }
 
 impl PeerProcess {
     fn start(peer: Peer, args: &[&str]) -> PeerProcess {
-        let mut child = peer_command(peer)
+        let mut command = peer.command();
+        let program = command.get_program().to_string_lossy().into_owned();
+        let mut child = command
             .args(args)
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start the {peer:?} peer: {e} (run bash .ci/peers.sh)")
-            });
+            .unwrap_or_else(|e| panic!("cannot start the {peer:?} peer `{program}`: {e}; {HINT}"));
         let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -92,34 +133,81 @@ impl PeerProcess {
                 }
             }
         });
-        PeerProcess { child, lines, peer }
-    }
-
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(PEER_WAIT)
-            .unwrap_or_else(|_| panic!("the {:?} peer printed nothing more", self.peer))
-    }
-
-    /// Reads lines until one starts with `prefix`; returns the rest of it.
-    fn expect(&self, prefix: &str) -> String {
-        for _ in 0..100 {
-            let line = self.line();
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_owned();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buf) {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
-            assert!(!line.starts_with("FAIL"), "{:?} peer: {line}", self.peer);
+        });
+        PeerProcess {
+            child,
+            peer,
+            lines,
+            stderr,
+            seen: Vec::new(),
         }
-        panic!("the {:?} peer never printed {prefix}", self.peer);
     }
 
     /// Starts the peer as a server and returns it with its port.
     fn server(peer: Peer, args: &[&str]) -> (PeerProcess, u16) {
         let mut full = vec!["server"];
         full.extend_from_slice(args);
-        let p = PeerProcess::start(peer, &full);
-        let port = p.expect("LISTENING").parse().expect("a port");
+        let mut p = PeerProcess::start(peer, &full);
+        let port = p.expect("LISTENING");
+        let port = port.parse().unwrap_or_else(|_| p.fail("a port"));
         (p, port)
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        // Give the stderr reader a moment to collect a dying peer's last words.
+        std::thread::sleep(Duration::from_millis(200));
+        panic!(
+            "{:?} peer: {what}\n--- its stdout so far:\n{}\n--- its stderr:\n{}",
+            self.peer,
+            self.seen.join("\n"),
+            self.stderr.lock().unwrap_or_else(|p| p.into_inner())
+        );
+    }
+
+    /// The peer's next line must be `<word>` or `<word> <rest>`: returns the rest.
+    fn expect(&mut self, word: &str) -> String {
+        let line = match self.lines.recv_timeout(PEER_WAIT) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => self.fail(&format!("no line within {PEER_WAIT:?}")),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.fail(&format!("the process ended (is it installed? {HINT})"))
+            }
+        };
+        self.seen.push(line.clone());
+        match line.strip_prefix(word) {
+            Some("") => String::new(),
+            Some(rest) if rest.starts_with(' ') => rest[1..].to_owned(),
+            _ => self.fail(&format!("expected `{word} ...`, got `{line}`")),
+        }
+    }
+
+    /// Waits for the process to end by itself, successfully, with nothing more printed.
+    fn finish(&mut self) {
+        let deadline = Instant::now() + PEER_WAIT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => break,
+                Ok(Some(status)) => self.fail(&format!("it exited with {status}")),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => self.fail("it did not exit"),
+                Err(e) => self.fail(&format!("waiting for it failed: {e}")),
+            }
+        }
+        if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.fail(&format!("unexpected last line `{line}`"));
+        }
     }
 }
 
@@ -130,73 +218,101 @@ impl Drop for PeerProcess {
     }
 }
 
-fn big() -> Vec<u8> {
-    (0..1 << 20).map(|i| (i % 251) as u8).collect()
-}
-
 // ------------------------------------------------------------ our client, their server
 
 fn our_client_against(peer: Peer) {
-    let (server, port) = PeerProcess::server(peer, &[]);
+    let (mut server, port) = PeerProcess::server(peer, &[]);
     let url = format!("ws://127.0.0.1:{port}/");
     let ws = WebSocket::new();
     let rx = record(&ws);
+
+    // Subprotocol: we offer two, the peer picks `chat`.
     ws.connect(&url, &["superchat", "chat"]).expect("connect");
     assert_eq!(next(&rx), Seen::Connect);
     assert_eq!(ws.protocol(), "chat");
     assert_eq!(server.expect("PROTOCOL"), "chat");
 
-    let text = "héllo wörld ✓ 🎉";
-    ws.send_message(WebSocket::FMT_TEXT, text).expect("text");
-    assert_eq!(next(&rx), Seen::Text(text.into()));
-    let bytes: Vec<u8> = (0..=255).collect();
-    ws.send_message(WebSocket::FMT_BINARY, &bytes)
+    // Echoes; the peer also reports what it received.
+    ws.send_message(WebSocket::FMT_TEXT, TEXT).expect("text");
+    assert_eq!(server.expect("RECV"), format!("TEXT {TEXT}"));
+    assert_eq!(next(&rx), Seen::Text(TEXT.into()));
+    ws.send_message(WebSocket::FMT_BINARY, bytes256())
         .expect("binary");
-    assert_eq!(next(&rx), Seen::Binary(bytes));
+    assert_eq!(server.expect("RECV"), binary_line(&bytes256()));
+    assert_eq!(next(&rx), Seen::Binary(bytes256()));
     ws.send_message(WebSocket::FMT_BINARY, big())
         .expect("1 MiB");
+    assert_eq!(server.expect("RECV"), binary_line(&big()));
     assert_eq!(next(&rx), Seen::Binary(big()));
-    // The peer sends a message in three fragments: one event, whole.
+
+    // The peer sends fragmented messages: one event each, whole.
     ws.send_message(WebSocket::FMT_TEXT, "cmd:fragments")
         .expect("send");
     assert_eq!(next(&rx), Seen::Text(FRAGMENTED.into()));
-    // The peer pings us and tells us what our automatic pong carried.
-    ws.send_message(WebSocket::FMT_TEXT, "cmd:ping:auto-pong")
+    ws.send_message(WebSocket::FMT_TEXT, "cmd:fragments-binary")
         .expect("send");
-    assert_eq!(next(&rx), Seen::Text("pong:auto-pong".into()));
-    if peer == Peer::Node {
-        // Node `ws` reports the pings it receives.
-        ws.send_message(WebSocket::FMT_PING, "our-ping")
-            .expect("ping");
-        assert_eq!(server.expect("GOTPING"), "our-ping");
-    }
-    // We close with a code: the peer sees it, and answers with it.
+    assert_eq!(next(&rx), Seen::Binary(big()));
+
+    // The peer pings us and tells us what our automatic pong carried.
+    ws.send_message(WebSocket::FMT_TEXT, "cmd:ping:auto-pong ✓")
+        .expect("send");
+    assert_eq!(next(&rx), Seen::Text("pong:auto-pong ✓".into()));
+    // We ping the peer; it reports the ping (its pong reaches no listener
+    // of ours: the library does not dispatch pongs).
+    ws.send_message(WebSocket::FMT_PING, "our-ping")
+        .expect("ping");
+    assert_eq!(server.expect("GOTPING"), "our-ping");
+
+    // We close with a code: the peer sees it and answers; no close event here.
     ws.close(4001).expect("close");
     assert_eq!(server.expect("CLOSED"), "4001 -");
-    assert!(ws.wait_closed(WAIT));
+    assert!(ws.wait_closed(WAIT), "the closing handshake did not finish");
     assert_eq!(ws.close_reason(), 4001);
-    nothing_more(&rx, 100);
+    nothing_more(&rx, 200);
 
-    if peer == Peer::Python {
-        // `websockets` refuses a client that offers no subprotocol to a
-        // server that requires one (HTTP 400): a refused upgrade is `close`.
-        ws.connect(&url, &[]).expect("connect");
-        assert_eq!(next(&rx), Seen::Close(1006));
-        assert!(!ws.connected());
-    }
-    // The same object again; this time the peer closes.
+    // The same object again; we close with a code and a reason.
     ws.connect(&url, &["chat"]).expect("reconnect");
     assert_eq!(next(&rx), Seen::Connect);
-    assert_eq!(ws.protocol(), "chat");
+    assert_eq!(server.expect("PROTOCOL"), "chat");
+    ws.send_message(WebSocket::FMT_CLOSE, close_payload(4003, "adiós ✓"))
+        .expect("close frame");
+    assert_eq!(server.expect("CLOSED"), "4003 adiós ✓");
+    assert!(ws.wait_closed(WAIT), "the closing handshake did not finish");
+    assert_eq!(ws.close_reason(), 4003);
+    nothing_more(&rx, 200);
+
+    // The peer closes with a code and a reason: our close event has the
+    // code, and our answer echoes it.
+    ws.connect(&url, &["chat"]).expect("reconnect");
+    assert_eq!(next(&rx), Seen::Connect);
+    assert_eq!(server.expect("PROTOCOL"), "chat");
     ws.send_message(WebSocket::FMT_TEXT, "cmd:close:4002:bye")
         .expect("send");
     assert_eq!(next(&rx), Seen::Close(4002));
     assert_eq!(ws.close_reason(), 4002);
-    assert_eq!(
-        server.expect("CLOSED"),
-        "4002 -",
-        "our reply echoes the code"
-    );
+    assert!(!ws.connected());
+    assert_eq!(server.expect("CLOSED"), "4002 -");
+
+    // Offering no subprotocol to a server that has one.
+    ws.connect(&url, &[]).expect("connect");
+    match peer {
+        Peer::Python => {
+            // `websockets` refuses it (HTTP 400): a refused upgrade is `close`.
+            assert_eq!(next(&rx), Seen::Close(1006));
+            assert!(!ws.connected());
+        }
+        Peer::Node => {
+            // `ws` accepts it without a subprotocol.
+            assert_eq!(next(&rx), Seen::Connect);
+            assert_eq!(ws.protocol(), "");
+            assert_eq!(server.expect("PROTOCOL"), "-");
+            ws.close(WebSocket::CLOSE_NORMAL).expect("close");
+            assert_eq!(server.expect("CLOSED"), "1000 -");
+            assert!(ws.wait_closed(WAIT));
+            assert_eq!(ws.close_reason(), 1000);
+        }
+    }
+    nothing_more(&rx, 200);
 }
 
 #[test]
@@ -211,64 +327,171 @@ fn our_client_against_node_ws_server() {
 
 // ------------------------------------------------------------ their client, our server
 
+/// What our server saw, per connection.
+#[derive(Clone, Debug, PartialEq)]
+enum Srv {
+    Connect(String),
+    Text(String),
+    Binary(Vec<u8>),
+    Close(i32),
+}
+
 /// Our server for the peers' client script: answers subprotocol `chat`,
-/// echoes every message, and closes with `code` on `cmd:close:CODE:REASON`.
-/// Reports each connection's close reason.
-fn our_server() -> (ServerSocket, u16, Receiver<i32>) {
-    let (tx, rx) = mpsc::channel();
-    let tx = Arc::new(Mutex::new(tx));
-    let sockets: Arc<Mutex<Vec<WebSocket>>> = Arc::default();
-    let server = ServerSocket::new();
-    server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
-        let ws = WebSocket::new();
-        ws.set_protocol("chat").expect("protocol");
-        ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
-            let Some(ws) = e.target::<WebSocket>() else {
-                return;
-            };
-            match e.string_data().and_then(|s| s.strip_prefix("cmd:close:")) {
-                Some(rest) => {
-                    let code = rest.split(':').next().and_then(|c| c.parse().ok());
-                    ws.close(code.unwrap_or(1000)).expect("close");
+/// echoes every message, pings on `cmd:ping-me:PAYLOAD` and closes with a
+/// code and reason on `cmd:close:CODE:REASON`. Reports every event as
+/// (connection number, event).
+struct OurServer {
+    server: ServerSocket,
+    port: u16,
+    events: Receiver<(u64, Srv)>,
+    sockets: Arc<Mutex<Vec<WebSocket>>>,
+}
+
+impl OurServer {
+    fn start() -> OurServer {
+        let (tx, events) = mpsc::channel::<(u64, Srv)>();
+        let tx = Arc::new(Mutex::new(tx));
+        let sockets: Arc<Mutex<Vec<WebSocket>>> = Arc::default();
+        let kept = sockets.clone();
+        let ids = AtomicU64::new(0);
+        let server = ServerSocket::new();
+        server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
+            let id = ids.fetch_add(1, Ordering::SeqCst);
+            let report = {
+                let tx = tx.clone();
+                move |seen: Srv| {
+                    let _ = tx
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .send((id, seen));
                 }
-                None => ws.send_message(e.format(), e.data()).expect("echo"),
-            }
+            };
+            let ws = WebSocket::new();
+            ws.set_protocol("chat").expect("protocol");
+            let r = report.clone();
+            ws.add_event_listener(Event::CONNECT, move |e: &Event| {
+                let ws = e.target::<WebSocket>().expect("target");
+                r(Srv::Connect(ws.protocol()));
+            });
+            let r = report.clone();
+            ws.add_event_listener(WebSocketEvent::DATA, move |e: &Event| {
+                let ws = e.target::<WebSocket>().expect("target");
+                r(match e.string_data() {
+                    Some(s) => Srv::Text(s.to_owned()),
+                    None => Srv::Binary(e.data().to_vec()),
+                });
+                let command = e.string_data().and_then(|s| s.strip_prefix("cmd:"));
+                if let Some(payload) = command.and_then(|c| c.strip_prefix("ping-me:")) {
+                    ws.send_message(WebSocket::FMT_PING, payload).expect("ping");
+                } else if let Some(rest) = command.and_then(|c| c.strip_prefix("close:")) {
+                    let (code, reason) = rest.split_once(':').expect("cmd:close:CODE:REASON");
+                    let code = code.parse().expect("a close code");
+                    ws.send_message(WebSocket::FMT_CLOSE, close_payload(code, reason))
+                        .expect("close");
+                } else {
+                    ws.send_message(e.format(), e.data()).expect("echo");
+                }
+            });
+            ws.add_event_listener(Event::CLOSE, move |e: &Event| {
+                report(Srv::Close(
+                    e.target::<WebSocket>().map_or(-1, |w| w.close_reason()),
+                ));
+            });
+            kept.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(ws.clone());
+            ws.start_server(e.socket()).expect("start_server");
         });
-        let t = tx.clone();
-        ws.add_event_listener(Event::CLOSE, move |e: &Event| {
-            let code = e.target::<WebSocket>().map_or(-1, |w| w.close_reason());
-            let _ = t.lock().unwrap_or_else(|p| p.into_inner()).send(code);
-        });
-        sockets
+        server.bind(0, "127.0.0.1").expect("bind");
+        server.listen().expect("listen");
+        let port = server.local_port();
+        OurServer {
+            server,
+            port,
+            events,
+            sockets,
+        }
+    }
+
+    fn next(&self) -> (u64, Srv) {
+        self.events
+            .recv_timeout(WAIT)
+            .expect("an event of our server within the wait")
+    }
+
+    fn socket(&self, id: usize) -> WebSocket {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner())[id].clone()
+    }
+}
+
+impl Drop for OurServer {
+    fn drop(&mut self) {
+        self.server.close();
+        self.sockets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(ws.clone());
-        ws.start_server(e.socket()).expect("start_server");
-    });
-    server.bind(0, "127.0.0.1").expect("bind");
-    server.listen().expect("listen");
-    let port = server.local_port();
-    (server, port, rx)
+            .clear();
+    }
 }
 
 fn their_client_against_us(peer: Peer) {
-    let (server, port, closes) = our_server();
-    let client = PeerProcess::start(peer, &["client", &format!("ws://127.0.0.1:{port}/")]);
+    let server = OurServer::start();
+    let url = format!("ws://127.0.0.1:{}/", server.port);
+    let mut client = PeerProcess::start(peer, &["client", &url]);
+
+    // The peer offers `chat` and `superchat`; we answer `chat`.
     assert_eq!(client.expect("PROTOCOL"), "chat");
-    for step in ["text", "binary", "big", "fragmented", "ping"] {
+    assert_eq!(server.next(), (0, Srv::Connect("chat".into())));
+
+    // Echoes; fragmented messages reach our listener whole.
+    let steps = [
+        ("text", Srv::Text(TEXT.into())),
+        ("binary", Srv::Binary(bytes256())),
+        ("big", Srv::Binary(big())),
+        ("fragmented", Srv::Text(FRAGMENTED.into())),
+        ("fragmented-binary", Srv::Binary(big())),
+    ];
+    for (step, seen) in steps {
         assert_eq!(client.expect("OK"), step);
+        assert_eq!(server.next(), (0, seen), "step {step}");
     }
-    // The peer asked our server to close with 4001.
-    assert_eq!(client.expect("CLOSED"), "4001 -");
-    // Then it opened a second connection and closed it with 4002 "bye":
-    // our server's close event has the code, and the peer got it echoed.
-    assert_eq!(client.expect("CLOSED2"), "4002 -");
-    assert_eq!(client.expect("DONE"), "");
+    // The peer pings and gets our automatic pong.
+    assert_eq!(client.expect("OK"), "ping");
+    // We ping the peer, which reports it.
     assert_eq!(
-        closes.recv_timeout(WAIT).expect("our server's close event"),
-        4002
+        server.next(),
+        (0, Srv::Text("cmd:ping-me:server-ping".into()))
     );
-    server.close();
+    assert_eq!(client.expect("GOTPING"), "server-ping");
+    assert_eq!(client.expect("OK"), "ping-me");
+
+    // Asked to, we close with a code and a reason: the peer reports both.
+    let command = "cmd:close:4001:server bye ✓";
+    assert_eq!(server.next(), (0, Srv::Text(command.into())));
+    assert_eq!(client.expect("CLOSED"), "4001 server bye ✓");
+    let first = server.socket(0);
+    assert!(
+        first.wait_closed(WAIT),
+        "the closing handshake did not finish"
+    );
+    assert_eq!(first.close_reason(), 4001);
+
+    // A second connection offering no subprotocol: none is answered. The
+    // peer closes it with 4002 "bye": our close event has the code, and the
+    // peer gets the code echoed.
+    assert_eq!(client.expect("PROTOCOL2"), "-");
+    assert_eq!(
+        server.next(),
+        (1, Srv::Connect(String::new())),
+        "no close event for our own close, then the second connection"
+    );
+    assert_eq!(client.expect("CLOSED2"), "4002 -");
+    assert_eq!(server.next(), (1, Srv::Close(4002)));
+    assert_eq!(client.expect("DONE"), "");
+    client.finish();
+    if let Ok(e) = server.events.recv_timeout(Duration::from_millis(200)) {
+        panic!("unexpected event of our server: {e:?}");
+    }
 }
 
 #[test]
@@ -283,39 +506,58 @@ fn node_ws_client_against_our_server() {
 
 // ------------------------------------------------------------ wss with the Python peer
 
+fn tls_file(name: &str) -> String {
+    let path = root().join("tests/tls").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing (see tests/tls/README.md)",
+        path.display()
+    );
+    path.to_str().expect("a UTF-8 path").to_owned()
+}
+
+/// The Python peer serving wss with `tests/tls/localhost.pem` (signed by
+/// `tests/tls/ca.pem`, for localhost and 127.0.0.1).
 fn python_tls_server() -> (PeerProcess, u16) {
-    let dir = root().join("tests/tls");
     PeerProcess::server(
         Peer::Python,
         &[
             "--tls",
-            dir.join("localhost.pem").to_str().expect("path"),
-            dir.join("localhost.key").to_str().expect("path"),
+            &tls_file("localhost.pem"),
+            &tls_file("localhost.key"),
         ],
     )
 }
 
-fn exchange_over_wss(ws: &WebSocket, rx: &Receiver<Seen>, server: &PeerProcess) {
+fn exchange_over_wss(ws: &WebSocket, rx: &Receiver<Seen>, server: &mut PeerProcess) {
     assert_eq!(ws.protocol(), "chat");
     assert_eq!(server.expect("PROTOCOL"), "chat");
-    ws.send_message(WebSocket::FMT_TEXT, "héllo over TLS")
-        .expect("text");
-    assert_eq!(next(rx), Seen::Text("héllo over TLS".into()));
+    ws.send_message(WebSocket::FMT_TEXT, TEXT).expect("text");
+    assert_eq!(server.expect("RECV"), format!("TEXT {TEXT}"));
+    assert_eq!(next(rx), Seen::Text(TEXT.into()));
     ws.send_message(WebSocket::FMT_BINARY, big())
         .expect("1 MiB");
+    assert_eq!(server.expect("RECV"), binary_line(&big()));
     assert_eq!(next(rx), Seen::Binary(big()));
+    ws.send_message(WebSocket::FMT_TEXT, "cmd:fragments")
+        .expect("send");
+    assert_eq!(next(rx), Seen::Text(FRAGMENTED.into()));
     ws.send_message(WebSocket::FMT_TEXT, "cmd:ping:tls")
         .expect("send");
     assert_eq!(next(rx), Seen::Text("pong:tls".into()));
+    ws.send_message(WebSocket::FMT_PING, "our-tls-ping")
+        .expect("ping");
+    assert_eq!(server.expect("GOTPING"), "our-tls-ping");
     ws.close(4003).expect("close");
     assert_eq!(server.expect("CLOSED"), "4003 -");
-    assert!(ws.wait_closed(WAIT));
+    assert!(ws.wait_closed(WAIT), "the closing handshake did not finish");
     assert_eq!(ws.close_reason(), 4003);
+    nothing_more(rx, 200);
 }
 
 #[test]
 fn wss_to_python_trusted_through_certificate_error_prevent_default() {
-    let (server, port) = python_tls_server();
+    let (mut server, port) = python_tls_server();
     let ws = WebSocket::new();
     ws.add_event_listener(SecurityErrorEvent::CERTIFICATE_ERROR, |e: &Event| {
         e.prevent_default();
@@ -323,15 +565,19 @@ fn wss_to_python_trusted_through_certificate_error_prevent_default() {
     let rx = record(&ws);
     ws.connect(&format!("wss://localhost:{port}/"), &["chat"])
         .expect("connect");
-    assert!(matches!(next(&rx), Seen::Certificate(_)));
+    match next(&rx) {
+        Seen::Certificate(text) => assert!(text.contains("localhost"), "{text}"),
+        other => panic!("expected certificateError, got {other:?}"),
+    }
     assert_eq!(next(&rx), Seen::Connect);
-    exchange_over_wss(&ws, &rx, &server);
+    exchange_over_wss(&ws, &rx, &mut server);
 }
 
 #[test]
 fn wss_to_python_trusted_through_a_configured_ca() {
-    let (server, port) = python_tls_server();
-    let ca = native_tls::Certificate::from_pem(include_bytes!("tls/ca.pem")).expect("CA");
+    let (mut server, port) = python_tls_server();
+    let pem = std::fs::read(tls_file("ca.pem")).expect("read ca.pem");
+    let ca = native_tls::Certificate::from_pem(&pem).expect("CA");
     let ws = WebSocket::with_config(Config {
         tls_connector: Some(
             native_tls::TlsConnector::builder()
@@ -342,8 +588,23 @@ fn wss_to_python_trusted_through_a_configured_ca() {
         ..Config::default()
     });
     let rx = record(&ws);
-    ws.connect(&format!("wss://localhost:{port}/"), &["chat"])
+    // By IP address: the certificate names 127.0.0.1 too.
+    ws.connect(&format!("wss://127.0.0.1:{port}/"), &["chat"])
         .expect("connect");
     assert_eq!(next(&rx), Seen::Connect, "no certificateError with the CA");
-    exchange_over_wss(&ws, &rx, &server);
+    exchange_over_wss(&ws, &rx, &mut server);
+}
+
+#[test]
+fn wss_to_python_untrusted_certificate_is_refused_with_1015() {
+    let (_server, port) = python_tls_server();
+    let ws = WebSocket::new();
+    let rx = record(&ws);
+    ws.connect(&format!("wss://localhost:{port}/"), &["chat"])
+        .expect("connect");
+    assert!(matches!(next(&rx), Seen::Certificate(_)));
+    assert_eq!(next(&rx), Seen::Close(1015));
+    assert_eq!(ws.close_reason(), 1015);
+    assert!(!ws.connected());
+    nothing_more(&rx, 200);
 }

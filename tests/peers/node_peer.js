@@ -1,16 +1,20 @@
-// Node `ws` as a peer for tests/interop.rs.
+// Node `ws` as a peer for tests/interop.rs (protocol: README.md).
 //
-//   node node_peer.js server       serve on 127.0.0.1, print "LISTENING <port>"
+//   node node_peer.js server       serve on 127.0.0.1:0, print "LISTENING <port>"
 //   node node_peer.js client URL   run the client script against URL
 //
-// Both print one line per observation; the Rust test asserts on them. Every
-// wait has a timeout, and the process ends by itself.
+// Both print one line per observation; the Rust test asserts on them, in
+// order. Every wait has a timeout, and the process ends by itself.
 'use strict';
 
+const crypto = require('crypto');
 const { WebSocket, WebSocketServer } = require('ws');
 
-const WAIT = 20000;
-const FRAGMENTS = ['frag-one|', 'frag-two|', 'frag-three'];
+const WAIT = 20000; // ms, for any single wait
+const LIFETIME = 120000; // ms; the process ends by itself after this
+const MAX = 16 << 20;
+const TEXT = 'héllo wörld ✓ 🎉';
+const FRAGMENTED = 'frag-one ✓|frag-two 🎉|frag-three';
 
 function say(...parts) {
   process.stdout.write(parts.join(' ') + '\n');
@@ -22,8 +26,36 @@ function big() {
   return b;
 }
 
-function sendFragments(ws) {
-  FRAGMENTS.forEach((f, i) => ws.send(f, { fin: i === FRAGMENTS.length - 1, binary: false }));
+function bytes256() {
+  return Buffer.from([...Array(256).keys()]);
+}
+
+// FRAGMENTED as UTF-8 bytes cut inside "✓" and inside "🎉".
+function textFragments() {
+  const b = Buffer.from(FRAGMENTED);
+  const cut1 = b.indexOf(Buffer.from('✓')) + 1;
+  const cut2 = b.indexOf(Buffer.from('🎉')) + 2;
+  return [b.subarray(0, cut1), b.subarray(cut1, cut2), b.subarray(cut2)];
+}
+
+function binaryFragments() {
+  const b = big();
+  return [b.subarray(0, 1000), b.subarray(1000, 700000), b.subarray(700000)];
+}
+
+// Sends the pieces as one message: the first frame with the message's opcode,
+// the others as continuations, `fin` on the last.
+function sendFragments(ws, pieces, binary) {
+  pieces.forEach((p, i) => ws.send(p, { binary, fin: i === pieces.length - 1 }));
+}
+
+function describe(data, isBinary) {
+  if (!isBinary) return 'TEXT ' + data.toString();
+  return `BINARY ${data.length} ${crypto.createHash('sha1').update(data).digest('hex')}`;
+}
+
+function closedLine(code, reason) {
+  return `${code} ${reason.toString() || '-'}`;
 }
 
 // ------------------------------------------------------------------ server
@@ -32,7 +64,7 @@ function runServer() {
   const wss = new WebSocketServer({
     host: '127.0.0.1',
     port: 0,
-    maxPayload: 16 << 20,
+    maxPayload: MAX,
     handleProtocols: (protocols) => (protocols.has('chat') ? 'chat' : false),
   });
   wss.on('listening', () => say('LISTENING', wss.address().port));
@@ -44,17 +76,20 @@ function runServer() {
       if (text !== null && text.startsWith('cmd:')) {
         command(ws, text.slice(4));
       } else {
+        say('RECV', describe(data, isBinary));
         ws.send(data, { binary: isBinary });
       }
     });
-    ws.on('close', (code, reason) => say('CLOSED', code, reason.toString() || '-'));
+    ws.on('close', (code, reason) => say('CLOSED', closedLine(code, reason)));
   });
-  setTimeout(() => process.exit(0), 120000).unref();
+  setTimeout(() => process.exit(0), LIFETIME).unref();
 }
 
 function command(ws, cmd) {
   if (cmd === 'fragments') {
-    sendFragments(ws);
+    sendFragments(ws, textFragments(), false);
+  } else if (cmd === 'fragments-binary') {
+    sendFragments(ws, binaryFragments(), true);
   } else if (cmd.startsWith('ping:')) {
     const payload = cmd.slice(5);
     const timer = setTimeout(() => ws.send('no pong'), WAIT);
@@ -63,9 +98,14 @@ function command(ws, cmd) {
       ws.send('pong:' + data.toString());
     });
     ws.ping(payload);
+  } else if (cmd.startsWith('ping-me:')) {
+    ws.ping(cmd.slice(8));
   } else if (cmd.startsWith('close:')) {
-    const [, code, reason] = cmd.split(':');
-    ws.close(Number(code), reason);
+    const rest = cmd.slice(6);
+    const colon = rest.indexOf(':');
+    ws.close(Number(rest.slice(0, colon)), rest.slice(colon + 1));
+  } else {
+    ws.send('unknown command ' + cmd);
   }
 }
 
@@ -76,60 +116,95 @@ function fail(name, detail) {
   process.exit(1);
 }
 
-function runClient(url) {
-  const text = 'héllo wörld ✓ 🎉';
-  let ws;
-  const expectNext = (name, check) =>
-    new Promise((resolve) => {
-      const timer = setTimeout(() => fail(name, 'timeout'), WAIT);
-      ws.once('message', (data, isBinary) => {
-        clearTimeout(timer);
-        if (!check(data, isBinary)) fail(name, String(data).slice(0, 80));
-        say('OK', name);
-        resolve();
-      });
+// Resolves with the next message, or fails the script after WAIT.
+function nextMessage(ws, name) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => fail(name, 'timeout'), WAIT);
+    ws.once('message', (data, isBinary) => {
+      clearTimeout(timer);
+      resolve({ data, isBinary });
     });
-  const overall = setTimeout(() => fail('overall', 'timeout'), 4 * WAIT);
-  ws = new WebSocket(url, ['chat', 'superchat'], { maxPayload: 16 << 20 });
-  ws.on('error', (e) => fail('error', e.message));
-  ws.on('open', async () => {
-    say('PROTOCOL', ws.protocol || '-');
-    ws.send(text);
-    await expectNext('text', (d, b) => !b && d.toString() === text);
-    ws.send(Buffer.from([...Array(256).keys()]));
-    await expectNext('binary', (d, b) => b && d.equals(Buffer.from([...Array(256).keys()])));
-    ws.send(big());
-    await expectNext('big', (d, b) => b && d.equals(big()));
-    sendFragments(ws);
-    await expectNext('fragmented', (d, b) => !b && d.toString() === FRAGMENTS.join(''));
-    await new Promise((resolve) => {
-      const timer = setTimeout(() => fail('ping', 'no pong'), WAIT);
-      ws.once('pong', (data) => {
-        clearTimeout(timer);
-        if (data.toString() !== 'node-ping') fail('ping', data.toString());
-        say('OK', 'ping');
-        resolve();
-      });
-      ws.ping('node-ping');
-    });
-    ws.on('close', (code, reason) => {
-      say('CLOSED', code, reason.toString() || '-');
-      second(url, overall);
-    });
-    ws.send('cmd:close:4001:server bye');
   });
 }
 
-function second(url, overall) {
-  const ws = new WebSocket(url);
-  ws.on('error', (e) => fail('error2', e.message));
-  ws.on('open', () => ws.close(4002, 'bye'));
-  ws.on('close', (code, reason) => {
-    say('CLOSED2', code, reason.toString() || '-');
-    say('DONE');
-    clearTimeout(overall);
-    process.exit(0);
+async function expectEcho(ws, name, sentText, sentBytes) {
+  const { data, isBinary } = await nextMessage(ws, name);
+  const ok = sentText !== null
+    ? !isBinary && data.toString() === sentText
+    : isBinary && data.equals(sentBytes);
+  if (!ok) fail(name, describe(data, isBinary).slice(0, 80));
+  say('OK', name);
+}
+
+// Resolves when `event` arrives (its first argument), or fails after WAIT.
+function once(ws, event, name) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => fail(name, 'timeout'), WAIT);
+    ws.once(event, (arg) => {
+      clearTimeout(timer);
+      resolve(arg);
+    });
   });
+}
+
+async function runClient(url) {
+  setTimeout(() => fail('watchdog', `still running after ${LIFETIME} ms`), LIFETIME).unref();
+  let ws = new WebSocket(url, ['chat', 'superchat'], { maxPayload: MAX });
+  ws.on('error', (e) => fail('error', e.message));
+  ws.on('ping', (data) => say('GOTPING', data.toString()));
+  await once(ws, 'open', 'open');
+  say('PROTOCOL', ws.protocol || '-');
+
+  ws.send(TEXT);
+  await expectEcho(ws, 'text', TEXT);
+  ws.send(bytes256());
+  await expectEcho(ws, 'binary', null, bytes256());
+  ws.send(big());
+  await expectEcho(ws, 'big', null, big());
+  sendFragments(ws, textFragments(), false);
+  await expectEcho(ws, 'fragmented', FRAGMENTED);
+  sendFragments(ws, binaryFragments(), true);
+  await expectEcho(ws, 'fragmented-binary', null, big());
+
+  const pong = once(ws, 'pong', 'ping');
+  ws.ping('node-ping');
+  const pongData = await pong;
+  if (pongData.toString() !== 'node-ping') fail('ping', pongData.toString());
+  say('OK', 'ping');
+
+  const ping = once(ws, 'ping', 'ping-me');
+  ws.send('cmd:ping-me:server-ping');
+  await ping;
+  say('OK', 'ping-me');
+
+  // The server closes with the code and reason it is asked for.
+  ws.on('message', (data) => fail('closed-by-server', String(data).slice(0, 80)));
+  const closed = new Promise((resolve) => {
+    const timer = setTimeout(() => fail('closed-by-server', 'timeout'), WAIT);
+    ws.once('close', (code, reason) => {
+      clearTimeout(timer);
+      resolve(closedLine(code, reason));
+    });
+  });
+  ws.send('cmd:close:4001:server bye ✓');
+  say('CLOSED', await closed);
+
+  // A second connection, offering no subprotocol; this side closes.
+  ws = new WebSocket(url, { maxPayload: MAX });
+  ws.on('error', (e) => fail('error2', e.message));
+  await once(ws, 'open', 'open2');
+  say('PROTOCOL2', ws.protocol || '-');
+  const closed2 = new Promise((resolve) => {
+    const timer = setTimeout(() => fail('close2', 'timeout'), WAIT);
+    ws.once('close', (code, reason) => {
+      clearTimeout(timer);
+      resolve(closedLine(code, reason));
+    });
+  });
+  ws.close(4002, 'bye');
+  say('CLOSED2', await closed2);
+  say('DONE');
+  process.exit(0);
 }
 
 const [mode, url] = process.argv.slice(2);

@@ -1,34 +1,91 @@
-"""Python `websockets` as a peer for tests/interop.rs.
+"""Python `websockets` as a peer for tests/interop.rs (protocol: README.md).
 
-    py_peer.py server [--tls CERT KEY]   serve on 127.0.0.1, print "LISTENING <port>"
+    py_peer.py server [--tls CERT KEY]   serve on 127.0.0.1:0, print "LISTENING <port>"
     py_peer.py client URL                run the client script against URL
 
-Both print one line per observation; the Rust test asserts on them. Every
-wait has a timeout, and the process ends by itself.
+Both print one line per observation; the Rust test asserts on them, in
+order. Every wait has a timeout, and the process ends by itself.
 """
 
+import hashlib
+import os
 import ssl
 import sys
 import threading
 
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
-from websockets.sync.server import serve
+from websockets.frames import Frame, Opcode
+from websockets.sync.client import ClientConnection, connect
+from websockets.sync.server import ServerConnection, serve
 
-WAIT = 20
+WAIT = 20  # seconds, for any single wait
+LIFETIME = 120  # seconds; the process ends by itself after this
 MAX = 16 * 1024 * 1024
-FRAGMENTS = ["frag-one|", "frag-two|", "frag-three"]
+TEXT = "héllo wörld ✓ 🎉"
+FRAGMENTED = "frag-one ✓|frag-two 🎉|frag-three"
+
+_out = threading.Lock()
 
 
 def say(*parts):
-    print(*parts, flush=True)
+    line = " ".join(str(p) for p in parts)
+    with _out:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def big():
     return bytes(i % 251 for i in range(1 << 20))
 
 
+def text_fragments():
+    """FRAGMENTED as UTF-8 bytes cut inside "✓" and inside "🎉"."""
+    b = FRAGMENTED.encode()
+    cut1 = b.index("✓".encode()) + 1
+    cut2 = b.index("🎉".encode()) + 2
+    return [b[:cut1], b[cut1:cut2], b[cut2:]]
+
+
+def binary_fragments():
+    b = big()
+    return [b[:1000], b[1000:700_000], b[700_000:]]
+
+
+def describe(message):
+    if isinstance(message, str):
+        return "TEXT " + message
+    return "BINARY %d %s" % (len(message), hashlib.sha1(message).hexdigest())
+
+
+def closed_line(code, reason):
+    return "%s %s" % ("-" if code is None else code, reason or "-")
+
+
+class PingReporter:
+    """Mixin: prints "GOTPING <payload>" for every ping frame that arrives."""
+
+    def __init__(self, *args, **kwargs):
+        # Before the connection's reader thread starts.
+        self.got_ping = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def process_event(self, event):
+        super().process_event(event)
+        if isinstance(event, Frame) and event.opcode is Opcode.PING:
+            say("GOTPING", bytes(event.data).decode(errors="replace"))
+            self.got_ping.set()
+
+
+class Server(PingReporter, ServerConnection):
+    pass
+
+
+class Client(PingReporter, ClientConnection):
+    pass
+
+
 # ------------------------------------------------------------------ server
+
 
 def handler(ws):
     say("PROTOCOL", ws.subprotocol or "-")
@@ -37,25 +94,31 @@ def handler(ws):
             if isinstance(message, str) and message.startswith("cmd:"):
                 command(ws, message[4:])
             else:
+                say("RECV", describe(message))
                 ws.send(message)
     except ConnectionClosed:
         pass
-    rcvd = ws.close_code, ws.close_reason
-    say("CLOSED", rcvd[0], rcvd[1] or "-")
+    say("CLOSED", closed_line(ws.close_code, ws.close_reason))
 
 
 def command(ws, cmd):
     if cmd == "fragments":
-        ws.send(FRAGMENTS)
+        ws.send(text_fragments(), text=True)
+    elif cmd == "fragments-binary":
+        ws.send(binary_fragments())
     elif cmd.startswith("ping:"):
-        payload = cmd[5:].encode()
-        if ws.ping(payload).wait(WAIT):
-            ws.send("pong:" + payload.decode())
+        payload = cmd[5:]
+        if ws.ping(payload.encode()).wait(WAIT):
+            ws.send("pong:" + payload)
         else:
             ws.send("no pong")
+    elif cmd.startswith("ping-me:"):
+        ws.ping(cmd[8:].encode())
     elif cmd.startswith("close:"):
         _, code, reason = cmd.split(":", 2)
         ws.close(int(code), reason)
+    else:
+        ws.send("unknown command " + cmd)
 
 
 def run_server(args):
@@ -63,11 +126,21 @@ def run_server(args):
     if args[:1] == ["--tls"]:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args[1], args[2])
-    with serve(handler, "127.0.0.1", 0, subprotocols=["chat"], ssl=context,
-               max_size=MAX, open_timeout=WAIT, close_timeout=WAIT) as server:
+    with serve(
+        handler,
+        "127.0.0.1",
+        0,
+        subprotocols=["chat"],
+        ssl=context,
+        max_size=MAX,
+        open_timeout=WAIT,
+        close_timeout=WAIT,
+        ping_interval=None,
+        create_connection=Server,
+    ) as server:
         say("LISTENING", server.socket.getsockname()[1])
         # The test kills the process when it is done; end anyway after a while.
-        timer = threading.Timer(120, server.shutdown)
+        timer = threading.Timer(LIFETIME, server.shutdown)
         timer.daemon = True
         timer.start()
         server.serve_forever()
@@ -75,45 +148,79 @@ def run_server(args):
 
 # ------------------------------------------------------------------ client
 
+
 def check(name, ok, detail=""):
-    say("OK" if ok else "FAIL", name, detail)
     if not ok:
+        say("FAIL", name, detail)
         sys.exit(1)
+    say("OK", name)
+
+
+def expect_echo(ws, name, sent):
+    try:
+        got = ws.recv(WAIT)
+    except TimeoutError:
+        check(name, False, "timeout")
+    check(name, got == sent, describe(got)[:80])
 
 
 def run_client(url):
-    text = "héllo wörld ✓ 🎉"
-    with connect(url, subprotocols=["chat", "superchat"], max_size=MAX,
-                 open_timeout=WAIT, close_timeout=WAIT) as ws:
+    options = dict(max_size=MAX, open_timeout=WAIT, close_timeout=WAIT,
+                   ping_interval=None, create_connection=Client)
+    with connect(url, subprotocols=["chat", "superchat"], **options) as ws:
         say("PROTOCOL", ws.subprotocol or "-")
-        ws.send(text)
-        check("text", ws.recv(WAIT) == text)
+        ws.send(TEXT)
+        expect_echo(ws, "text", TEXT)
         ws.send(bytes(range(256)))
-        check("binary", ws.recv(WAIT) == bytes(range(256)))
+        expect_echo(ws, "binary", bytes(range(256)))
         ws.send(big())
-        check("big", ws.recv(WAIT) == big())
-        ws.send(FRAGMENTS)
-        check("fragmented", ws.recv(WAIT) == "".join(FRAGMENTS))
+        expect_echo(ws, "big", big())
+        ws.send(text_fragments(), text=True)
+        expect_echo(ws, "fragmented", FRAGMENTED)
+        ws.send(binary_fragments())
+        expect_echo(ws, "fragmented-binary", big())
         check("ping", ws.ping(b"py-ping").wait(WAIT))
-        # The server closes with the code it is asked for.
-        ws.send("cmd:close:4001:server bye")
+        ws.send("cmd:ping-me:server-ping")
+        check("ping-me", ws.got_ping.wait(WAIT))
+        # The server closes with the code and reason it is asked for.
+        ws.send("cmd:close:4001:server bye ✓")
         try:
             extra = ws.recv(WAIT)
-            check("closed-by-server", False, repr(extra))
+            check("closed-by-server", False, repr(extra)[:80])
+        except TimeoutError:
+            check("closed-by-server", False, "timeout")
         except ConnectionClosed as e:
-            say("CLOSED", e.rcvd.code if e.rcvd else "-", (e.rcvd.reason if e.rcvd else "") or "-")
-    # A second connection: this side closes.
-    with connect(url, open_timeout=WAIT, close_timeout=WAIT) as ws:
+            rcvd = e.rcvd
+            say("CLOSED", closed_line(rcvd and rcvd.code, rcvd and rcvd.reason))
+    # A second connection, offering no subprotocol; this side closes.
+    options["create_connection"] = ClientConnection
+    with connect(url, **options) as ws:
+        say("PROTOCOL2", ws.subprotocol or "-")
         ws.close(4002, "bye")
-        say("CLOSED2", ws.close_code, ws.close_reason or "-")
+        say("CLOSED2", closed_line(ws.close_code, ws.close_reason))
     say("DONE")
 
 
+def give_up():
+    say("FAIL watchdog", "still running after %d s" % LIFETIME)
+    os._exit(3)
+
+
 def main():
+    # UTF-8 output, whatever the locale.
+    sys.stdout.reconfigure(encoding="utf-8")
+    # A client that hangs anyway is ended by this.
+    watchdog = threading.Timer(LIFETIME, give_up)
+    watchdog.daemon = True
     if len(sys.argv) >= 2 and sys.argv[1] == "server":
         run_server(sys.argv[2:])
     elif len(sys.argv) == 3 and sys.argv[1] == "client":
-        run_client(sys.argv[2])
+        watchdog.start()
+        try:
+            run_client(sys.argv[2])
+        except Exception as e:  # report it on stdout, where the test looks
+            say("FAIL", "exception", "%s: %s" % (type(e).__name__, e))
+            sys.exit(1)
     else:
         sys.exit(__doc__)
 
