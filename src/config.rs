@@ -37,7 +37,7 @@ pub struct Config {
     pub close_timeout: Duration,
     /// How long a write may go without progress (the peer stopped reading)
     /// before the connection is dropped: the stalled `send_message` returns an
-    /// error, and `ioError` and `close` (1006) follow. `None` waits forever.
+    /// error, and `close` (1006) follows. `None` waits forever.
     /// Default 30 s.
     pub write_timeout: Option<Duration>,
     /// Closes the connection (code 1001, then `close`) when nothing at all
