@@ -47,6 +47,10 @@ pub(crate) struct Conn {
     /// Set by the connection's thread while it dispatches what one read
     /// brought: its own sends are corked until it is about to read again.
     cork: AtomicBool,
+    /// Whether `Writer::corked` holds frames, readable without the writer
+    /// lock: the read loop locks the writer before a read only when it does,
+    /// so it never waits behind another thread's long write for nothing.
+    has_corked: AtomicBool,
     finished: Mutex<bool>,
     finished_cv: Condvar,
     reader_thread: OnceLock<ThreadId>,
@@ -66,6 +70,7 @@ impl Conn {
                 corked: Vec::new(),
             }),
             cork: AtomicBool::new(false),
+            has_corked: AtomicBool::new(false),
             close_sent: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
@@ -154,6 +159,7 @@ impl Conn {
         } = w;
         let result = self.transport.write_all(tcp, corked, spare);
         corked.clear();
+        self.has_corked.store(false, Ordering::SeqCst);
         result
     }
 
@@ -175,6 +181,9 @@ impl Conn {
     /// blocks in a read again.
     pub(crate) fn uncork(&self) {
         self.cork.store(false, Ordering::SeqCst);
+        if !self.has_corked.load(Ordering::SeqCst) {
+            return;
+        }
         let mut w = self.writer();
         if let Err(e) = self.write_corked(&mut w) {
             log::debug!("writing corked frames failed: {e}");
@@ -200,6 +209,7 @@ impl Conn {
             && self.is_reader_thread()
         {
             let mut result = Self::cork_frame(&mut w, opcode, payload);
+            self.has_corked.store(true, Ordering::SeqCst);
             if result.is_ok() && w.corked.len() >= CORK_LIMIT {
                 result = self.write_corked(&mut w);
                 if result.is_err() {

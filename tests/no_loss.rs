@@ -5,8 +5,7 @@
 
 mod support;
 
-use airws::{Event, EventDispatcher, WebSocket};
-use std::sync::mpsc;
+use airws::{Config, WebSocket};
 use std::sync::{Arc, Barrier};
 use support::*;
 
@@ -47,26 +46,7 @@ fn ten_thousand_messages_sent_before_close_all_arrive_before_the_close_frame() {
 
 #[test]
 fn ten_thousand_messages_from_a_server_before_close_all_arrive() {
-    let (tx, rx) = mpsc::channel::<WebSocket>();
-    let tx = std::sync::Mutex::new(tx);
-    let server = airws::ServerSocket::new();
-    server.add_event_listener(
-        airws::ServerSocketConnectEvent::CONNECT,
-        move |e: &Event| {
-            let ws = WebSocket::new();
-            let me = ws.downgrade();
-            let t = std::sync::Mutex::new(tx.lock().unwrap_or_else(|p| p.into_inner()).clone());
-            ws.add_event_listener(Event::CONNECT, move |_e: &Event| {
-                if let Some(ws) = me.upgrade() {
-                    let _ = t.lock().unwrap_or_else(|p| p.into_inner()).send(ws);
-                }
-            });
-            ws.start_server(e.socket()).expect("start_server");
-            std::mem::forget(ws);
-        },
-    );
-    server.bind(0, "127.0.0.1").expect("bind");
-    server.listen().expect("listen");
+    let (server, rx) = serve_websockets(Config::default);
     let client = WebSocket::new();
     let events = record(&client);
     client
@@ -158,4 +138,33 @@ fn concurrent_senders_on_eight_threads_never_interleave_frames() {
     }
     let per_thread = reading.join().expect("reader");
     assert!(per_thread.iter().all(|n| *n == EACH), "{per_thread:?}");
+}
+
+#[test]
+fn large_messages_sent_both_ways_at_once_from_other_threads_both_arrive() {
+    // Each end sends 12 MiB while the other does the same: each read loop
+    // must keep reading (and not wait for its own end's writer), or both
+    // writes stall until the write timeout.
+    let (server, rx) = serve_websockets(Config::default);
+    let client = WebSocket::new();
+    let events = record(&client);
+    client
+        .connect(&format!("ws://127.0.0.1:{}/", server.local_port()), &[])
+        .expect("connect");
+    assert_eq!(next(&events), Seen::Connect);
+    let server_ws = rx.recv_timeout(WAIT).expect("server side");
+    let server_events = record(&server_ws);
+    let big = |b: u8| vec![b; 12 << 20];
+    let senders: Vec<_> = [(client.clone(), 1u8), (server_ws.clone(), 2u8)]
+        .into_iter()
+        .map(|(ws, b)| {
+            std::thread::spawn(move || ws.send_message(WebSocket::FMT_BINARY, big(b)).is_ok())
+        })
+        .collect();
+    assert_eq!(next(&events), Seen::Binary(big(2)));
+    assert_eq!(next(&server_events), Seen::Binary(big(1)));
+    for s in senders {
+        assert!(s.join().expect("sender"), "a send failed");
+    }
+    server.close();
 }
