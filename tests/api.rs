@@ -78,24 +78,7 @@ fn send_message_text_and_binary_of_every_length_form_echo_exactly() {
 
 #[test]
 fn send_message_from_the_server_reaches_a_raw_client_unmasked_in_the_right_length_form() {
-    let server = ServerSocket::new();
-    let (tx, rx) = mpsc::channel::<WebSocket>();
-    let tx = Mutex::new(tx);
-    server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
-        let ws = WebSocket::new();
-        let me = ws.downgrade();
-        let t = Mutex::new(tx.lock().unwrap_or_else(|p| p.into_inner()).clone());
-        ws.add_event_listener(Event::CONNECT, move |_e: &Event| {
-            if let Some(ws) = me.upgrade() {
-                let _ = t.lock().unwrap_or_else(|p| p.into_inner()).send(ws);
-            }
-        });
-        ws.start_server(e.socket()).expect("start_server");
-        // Keep it alive until the test has it.
-        std::mem::forget(ws);
-    });
-    server.bind(0, "127.0.0.1").expect("bind");
-    server.listen().expect("listen");
+    let (server, rx) = serve_websockets(Config::default);
     let (mut peer, _) = raw_client(server.local_port(), "");
     let ws = rx.recv_timeout(WAIT).expect("server connect");
     for len in SIZES {

@@ -224,23 +224,7 @@ fn a_client_whose_server_vanishes_mid_frame_gets_close_1006_scenario() {
 
 fn a_peer_that_stops_reading_fails_the_stalled_send_and_close_returns_in_time_scenario() {
     // Our server writes to a raw client that never reads.
-    let server = ServerSocket::new();
-    let (tx, rx) = mpsc::channel::<WebSocket>();
-    let tx = Mutex::new(tx);
-    server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
-        let ws = WebSocket::with_config(short_timeouts());
-        let t = Mutex::new(tx.lock().unwrap_or_else(|p| p.into_inner()).clone());
-        let me = ws.downgrade();
-        ws.add_event_listener(Event::CONNECT, move |_e: &Event| {
-            if let Some(ws) = me.upgrade() {
-                let _ = t.lock().unwrap_or_else(|p| p.into_inner()).send(ws);
-            }
-        });
-        ws.start_server(e.socket()).expect("start_server");
-        std::mem::forget(ws.clone());
-    });
-    server.bind(0, "127.0.0.1").expect("bind");
-    server.listen().expect("listen");
+    let (server, rx) = serve_websockets(short_timeouts);
 
     // 1. A stalled send fails after the write timeout.
     let (_stuck_peer, _) = raw_client(server.local_port(), "");

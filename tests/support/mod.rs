@@ -655,6 +655,33 @@ impl Drop for EchoServer {
     }
 }
 
+// ---------------------------------------------------------------- server sockets
+
+/// A `ServerSocket` on 127.0.0.1 whose accepted sockets each get a server
+/// `WebSocket` with `config`; each is handed over on the channel once its
+/// handshake is complete (the test then owns it).
+pub fn serve_websockets(config: fn() -> Config) -> (ServerSocket, Receiver<WebSocket>) {
+    let (tx, rx) = mpsc::channel::<WebSocket>();
+    let tx = Mutex::new(tx);
+    let server = ServerSocket::new();
+    server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
+        let ws = WebSocket::with_config(config());
+        let t = Mutex::new(tx.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        ws.add_event_listener(Event::CONNECT, move |e: &Event| {
+            if let Some(ws) = e.target::<WebSocket>() {
+                let _ = t.lock().unwrap_or_else(|p| p.into_inner()).send(ws);
+            }
+        });
+        ws.start_server(e.socket()).expect("start_server");
+        // The connection stays open until the test drops what it received
+        // (or the peer ends it).
+        std::mem::forget(ws);
+    });
+    server.bind(0, "127.0.0.1").expect("bind");
+    server.listen().expect("listen");
+    (server, rx)
+}
+
 // ---------------------------------------------------------------- threads
 
 /// The names of this process's threads that the library started.
