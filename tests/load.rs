@@ -5,45 +5,21 @@
 
 mod support;
 
-use airws::{
-    Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket, WebSocketEvent,
-};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 use support::*;
 
 const CONNECTIONS: usize = 500;
 const MESSAGES: usize = 200;
 
-/// The echo server a user would write (as in `examples/echo_server.rs`).
-fn echo_server() -> ServerSocket {
-    let clients: Arc<Mutex<HashMap<u64, WebSocket>>> = Arc::default();
-    let next_id = AtomicU64::new(0);
-    let server = ServerSocket::new();
-    server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
-        let ws = WebSocket::new();
-        ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
-            if let Some(ws) = e.target::<WebSocket>() {
-                let _ = ws.send_message(e.format(), e.data());
-            }
-        });
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let list = clients.clone();
-        ws.add_event_listener(Event::CLOSE, move |_e: &Event| {
-            list.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        });
-        clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, ws.clone());
-        ws.start_server(e.socket()).expect("start_server");
-    });
-    server.bind(0, "127.0.0.1").expect("bind");
-    server.listen().expect("listen");
-    server
+/// The echo server a user would write: `examples/echo_server.rs` itself.
+#[allow(dead_code)]
+#[path = "../examples/echo_server.rs"]
+mod echo_server;
+
+fn echo_server() -> airws::ServerSocket {
+    echo_server::listen("127.0.0.1:0".parse().expect("address")).expect("listen")
 }
 
 #[test]
