@@ -7,6 +7,8 @@
 //!     cargo run --release --example bench            # everything (a few minutes)
 //!     cargo run --release --example bench -- quick    # shorter cells, one run each
 //!     cargo run --release --example bench -- memory [N]
+//!     cargo run --release --example bench -- serve airws|tungstenite|raw
+//!     cargo run --release --example bench -- drive PORT SIZE IN_FLIGHT CONNS SECONDS
 //!
 //! Each server runs in its own process (this binary, started again with
 //! `serve KIND`), so that its memory can be read from /proc. Every figure is
@@ -560,6 +562,36 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// `drive PORT SIZE IN_FLIGHT CONNECTIONS SECONDS`: one cell against a
+/// server started apart (`bench serve KIND`), for a profiler attached to it.
+fn drive_one(args: &[String]) {
+    let num = |i: usize, default: usize| {
+        args.get(i)
+            .and_then(|a| a.parse::<usize>().ok())
+            .unwrap_or(default)
+    };
+    let Ok(port) = u16::try_from(num(0, 0)) else {
+        eprintln!("usage: bench drive PORT SIZE IN_FLIGHT CONNECTIONS SECONDS");
+        std::process::exit(2);
+    };
+    let cell = Cell {
+        size: num(1, 16),
+        in_flight: num(2, 1).max(1),
+        connections: num(3, 1).max(1),
+    };
+    let seconds = num(4, 5).clamp(1, 600) as u64;
+    match drive(port, cell, Duration::from_secs(seconds)) {
+        Ok(m) => println!(
+            "{cell:?}: {:.0} msgs/s, {:.0} MB/s, p50 {:.0} µs, p99 {:.0} µs",
+            m.msgs_per_s, m.mb_per_s, m.p50_us, m.p99_us
+        ),
+        Err(e) => {
+            eprintln!("{cell:?}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -568,6 +600,7 @@ fn main() {
             let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1000);
             return memory(n);
         }
+        Some("drive") => return drive_one(&args[1..]),
         _ => {}
     }
     let quick = args.first().map(String::as_str) == Some("quick");

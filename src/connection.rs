@@ -2,6 +2,7 @@
 //! the read loop that runs on the connection's thread.
 
 use crate::error::Error;
+use crate::proto::bytes::append;
 use crate::proto::close::{self, ABNORMAL};
 use crate::proto::frame::{OP_CLOSE, OP_PONG};
 use crate::proto::mask::extend_masked;
@@ -20,8 +21,16 @@ use std::time::{Duration, Instant};
 const WRITE_CHUNK: usize = 64 << 10;
 /// Payloads up to this size go out in one write with their header.
 const COALESCE_LIMIT: usize = 16 << 10;
+/// The read buffer: 64 KiB and room for a frame header, so that a 64 KiB
+/// message can arrive in one read.
+const READ_BUFFER: usize = 64 << 10;
 /// Corked frames are written once they reach this many bytes.
 const CORK_LIMIT: usize = 64 << 10;
+/// A payload with at least this much still to come is read straight into
+/// its message, up to `DIRECT_READ_MAX` bytes per read, instead of through
+/// the read buffer.
+const DIRECT_READ_MIN: usize = 16 << 10;
+const DIRECT_READ_MAX: usize = 256 << 10;
 
 /// The state every sender shares, behind the writer lock.
 #[derive(Debug)]
@@ -123,13 +132,13 @@ impl Conn {
         } = w;
         match h.mask {
             None if payload.len() > COALESCE_LIMIT => {
-                self.transport.write_all(tcp, h.as_bytes(), spare)?;
-                self.transport.write_all(tcp, payload, spare)
+                self.transport
+                    .write_all_parts(tcp, h.as_bytes(), payload, spare)
             }
             None => {
                 scratch.clear();
                 scratch.extend_from_slice(h.as_bytes());
-                scratch.extend_from_slice(payload);
+                append(scratch, payload);
                 self.transport.write_all(tcp, scratch, spare)
             }
             Some(key) => {
@@ -172,7 +181,7 @@ impl Conn {
         w.corked.extend_from_slice(h.as_bytes());
         match h.mask {
             Some(key) => extend_masked(&mut w.corked, payload, key, 0),
-            None => w.corked.extend_from_slice(payload),
+            None => append(&mut w.corked, payload),
         }
         Ok(())
     }
@@ -349,7 +358,7 @@ pub(crate) fn read_loop(
     on_message: &mut dyn FnMut(Incoming),
 ) -> Ending {
     let close_timeout = timeouts.close;
-    let mut buf = vec![0u8; 64 << 10];
+    let mut buf = vec![0u8; READ_BUFFER];
     let mut cipher = Vec::new();
     let mut deadline: Option<Instant> = None;
     let mut failed: Option<u16> = None;
@@ -358,6 +367,9 @@ pub(crate) fn read_loop(
     let mut pending = leftover.to_vec();
     let mut out = Vec::new();
     loop {
+        // Where this read goes: the read buffer, or straight into the
+        // message being assembled when a large payload is under way.
+        let mut direct = false;
         let n = if !pending.is_empty() {
             let n = pending.len().min(buf.len());
             buf[..n].copy_from_slice(&pending[..n]);
@@ -385,7 +397,17 @@ pub(crate) fn read_loop(
             if cipher.is_empty() && conn.transport.is_tls() {
                 cipher = vec![0u8; 32 << 10];
             }
-            match conn.transport.read(reader, &mut buf, &mut cipher) {
+            let room = if receiver.is_finished() {
+                None
+            } else {
+                receiver.payload_room(DIRECT_READ_MIN, DIRECT_READ_MAX)
+            };
+            direct = room.is_some();
+            let target = match room {
+                Some(room) => room,
+                None => &mut buf[..],
+            };
+            match conn.transport.read(reader, target, &mut cipher) {
                 Ok(0) => {
                     if let Some(code) = failed {
                         return Ending::Failed(code);
@@ -438,7 +460,11 @@ pub(crate) fn read_loop(
             continue; // draining until the peer closes
         }
         conn.cork.store(true, Ordering::SeqCst);
-        let result = receiver.receive(&buf[..n], &mut out);
+        let result = if direct {
+            receiver.commit_room(n, &mut out)
+        } else {
+            receiver.receive(&buf[..n], &mut out)
+        };
         for msg in out.drain(..) {
             match msg {
                 Incoming::Ping(payload) => {

@@ -10,7 +10,7 @@
 //! ciphertext to the socket. See `docs/architecture.md`.
 
 use native_tls::{HandshakeError, TlsStream};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -235,6 +235,26 @@ impl Transport {
         }
     }
 
+    /// Writes a frame header and its payload as one stream write: a
+    /// vectored write on plain TCP, so that a large payload does not cost a
+    /// copy and a small header does not go out in a packet of its own.
+    pub(crate) fn write_all_parts(
+        &self,
+        tcp: &mut TcpStream,
+        head: &[u8],
+        body: &[u8],
+        spare: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        if let Some(tls) = &self.tls {
+            // The head goes into the session's first record with the body.
+            tls.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write_all(head)?;
+            return self.write_all(tcp, body, spare);
+        }
+        write_all_vectored(tcp, head, body)
+    }
+
     /// Ends our direction of the stream: TLS close_notify, then a TCP FIN.
     pub(crate) fn shutdown_write(&self, tcp: &mut TcpStream) {
         if let Some(mut s) = self.session() {
@@ -250,4 +270,21 @@ impl Transport {
     pub(crate) fn shutdown(&self) {
         let _ = self.tcp.shutdown(Shutdown::Both);
     }
+}
+
+/// `head` then `body` to `tcp`, in as few writes as the kernel allows.
+fn write_all_vectored(tcp: &mut TcpStream, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
+    while !head.is_empty() {
+        match tcp.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) if n < head.len() => head = &head[n..],
+            Ok(n) => {
+                body = &body[n - head.len()..];
+                head = &[];
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    tcp.write_all(body)
 }

@@ -80,6 +80,40 @@ fn feed(role: Role, limits: Limits, chunks: &[&[u8]]) -> Outcome {
     (out, result)
 }
 
+/// Like `feed`, but payload bytes go where the read loop puts a large
+/// payload's: into the room the receiver lends, at most `max` bytes at a
+/// time. The room is filled with garbage first, so that bytes lent but not
+/// committed would show in the messages.
+fn feed_direct(role: Role, limits: Limits, chunks: &[&[u8]], max: usize) -> Outcome {
+    let mut r = Receiver::new(role, limits);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut rest: &[u8] = chunk;
+        while !rest.is_empty() && !r.is_finished() {
+            let res = match r.payload_room(1, max) {
+                Some(room) => {
+                    assert!(!room.is_empty() && room.len() <= max);
+                    room.fill(0xA5);
+                    let k = room.len().min(rest.len());
+                    room[..k].copy_from_slice(&rest[..k]);
+                    rest = &rest[k..];
+                    r.commit_room(k, &mut out)
+                }
+                None => {
+                    let res = r.receive(&rest[..1], &mut out);
+                    rest = &rest[1..];
+                    res
+                }
+            };
+            if let Err(e) = res {
+                assert!(r.is_finished(), "not finished after {e}");
+                return (out, Err(e));
+            }
+        }
+    }
+    (out, Ok(()))
+}
+
 const BIG: Limits = Limits {
     max_frame_size: 1 << 20,
     max_message_size: 1 << 20,
@@ -592,12 +626,14 @@ proptest! {
         (role, data) in role_and_stream(),
         limits in small_limits(),
         points in vec(any::<usize>(), 0..16),
+        room in 1usize..200,
     ) {
         let whole = feed(role, limits, &[&data]);
         let pieces = split(&data, &points);
         prop_assert_eq!(&feed(role, limits, &pieces), &whole);
         let bytes: Vec<&[u8]> = data.chunks(1).collect();
         prop_assert_eq!(&feed(role, limits, &bytes), &whole);
+        prop_assert_eq!(&feed_direct(role, limits, &pieces, room), &whole);
         for item in &whole.0 {
             match item {
                 Incoming::Text(s) => prop_assert!(s.len() as u64 <= limits.max_message_size),
@@ -624,6 +660,7 @@ proptest! {
         trailer in vec(any::<u8>(), 0..8),
         keys in vec(any::<[u8; 4]>(), 1..4),
         points in vec(any::<usize>(), 0..24),
+        room in 1usize..5000,
     ) {
         let steps = valid_stream(&units, &close, &trailer, &keys, role);
         let stream: Vec<u8> = steps.iter().flat_map(|s| s.bytes.iter().copied()).collect();
@@ -632,6 +669,7 @@ proptest! {
         let whole = feed(role, BIG, &[&stream]);
         prop_assert_eq!(&whole, &want);
         prop_assert_eq!(&feed(role, BIG, &split(&stream, &points)), &want);
+        prop_assert_eq!(&feed_direct(role, BIG, &split(&stream, &points), room), &want);
         if stream.len() < 8192 {
             let bytes: Vec<&[u8]> = stream.chunks(1).collect();
             prop_assert_eq!(&feed(role, BIG, &bytes), &want);

@@ -95,7 +95,42 @@ fn ping(role: Role) -> Vec<u8> {
     }
 }
 
-fn feed(role: Role, limits: Limits, chunks: &[&[u8]]) -> (Vec<Incoming>, Option<ProtocolError>) {
+/// Feeds one chunk. With `direct`, payload bytes go where a socket read
+/// would put them: into the room the receiver lends (filled with garbage
+/// first, so that bytes lent but not committed would show).
+fn give(
+    r: &mut Receiver,
+    chunk: &[u8],
+    direct: bool,
+    out: &mut Vec<Incoming>,
+) -> Result<(), ProtocolError> {
+    if !direct {
+        return r.receive(chunk, out);
+    }
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        let Some(room) = r.payload_room(1, 64) else {
+            // Not inside a payload: one byte the usual way, then look again.
+            r.receive(&rest[..1], out)?;
+            rest = &rest[1..];
+            continue;
+        };
+        assert!((1..=64).contains(&room.len()), "room of {}", room.len());
+        room.fill(0xAA);
+        let k = room.len().min(rest.len());
+        room[..k].copy_from_slice(&rest[..k]);
+        r.commit_room(k, out)?;
+        rest = &rest[k..];
+    }
+    Ok(())
+}
+
+fn feed(
+    role: Role,
+    limits: Limits,
+    chunks: &[&[u8]],
+    direct: bool,
+) -> (Vec<Incoming>, Option<ProtocolError>) {
     let total: usize = chunks.iter().map(|c| c.len()).sum();
     // Room for every item (each takes at least 2 bytes), so `out` never
     // reallocates and its own buffer stays out of the count below.
@@ -107,7 +142,7 @@ fn feed(role: Role, limits: Limits, chunks: &[&[u8]]) -> (Vec<Incoming>, Option<
     let mut error = None;
     for chunk in chunks {
         let before = out.len();
-        let res = r.receive(chunk, &mut out);
+        let res = give(&mut r, chunk, direct, &mut out);
         assert!(
             LARGEST.load(Relaxed) <= bound,
             "an allocation of {} bytes with limits {limits:?}",
@@ -178,8 +213,11 @@ pub fn run(role: Role, data: &[u8]) {
             pos = end;
         }
     }
-    let (split, split_err) = feed(role, limits, &chunks);
-    let (whole, whole_err) = feed(role, limits, &[stream]);
+    // Bit 5: payload bytes go through the receiver's lent room, as the
+    // read loop does for large payloads.
+    let direct = control & 0x20 != 0;
+    let (split, split_err) = feed(role, limits, &chunks, direct);
+    let (whole, whole_err) = feed(role, limits, &[stream], false);
     assert_eq!(split, whole, "split and whole give different items");
     assert_eq!(
         split_err, whole_err,

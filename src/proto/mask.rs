@@ -28,7 +28,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// Appends `src` masked with `key` (from payload offset 0) to `out`.
 pub fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
     let start = out.len();
-    out.extend_from_slice(src);
+    super::bytes::append(out, src);
     apply_mask(&mut out[start..], key, offset);
 }
 

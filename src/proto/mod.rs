@@ -2,6 +2,7 @@
 //! assembly and the opening handshake. Everything here takes bytes and returns
 //! bytes and events; nothing touches a socket, a thread or a clock.
 
+pub mod bytes;
 pub mod close;
 pub mod error;
 pub mod frame;

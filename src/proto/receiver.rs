@@ -6,6 +6,7 @@
 //! arrive: text fails on its first invalid UTF-8 byte, and a size limit fails
 //! on the frame header, before anything of that size is allocated.
 
+use super::bytes::append;
 use super::close::{self, INVALID_PAYLOAD, MESSAGE_TOO_BIG, PROTOCOL_ERROR};
 use super::error::ProtocolError;
 use super::frame::{
@@ -70,6 +71,9 @@ pub struct Receiver {
     header_len: usize,
     control: Vec<u8>,
     message: Option<Partial>,
+    /// Zeroed bytes at the end of the message's data, lent by
+    /// [`Receiver::payload_room`] and not yet committed.
+    room: usize,
 }
 
 /// Reserve at most this much ahead of the data that has arrived: a header
@@ -87,6 +91,7 @@ impl Receiver {
             header_len: 0,
             control: Vec::new(),
             message: None,
+            room: 0,
         }
     }
 
@@ -105,7 +110,95 @@ impl Receiver {
     /// order. On a broken rule, what came before it is in `out` and the
     /// receiver is finished.
     pub fn receive(&mut self, input: &[u8], out: &mut Vec<Incoming>) -> Result<(), ProtocolError> {
+        self.drop_room();
         let result = self.receive_inner(input, out);
+        self.settle(result)
+    }
+
+    /// Room for the rest of the current data frame's payload, at the end of
+    /// the message being assembled, when at least `min` bytes of it are still
+    /// to come: the caller reads the peer's bytes straight into it (saving a
+    /// copy of large payloads), then passes how many it read to
+    /// [`Receiver::commit_room`]. The room holds at most `max` bytes; it is
+    /// zeroed, and counts against the message's limits like received data.
+    ///
+    /// `None` when the receiver is elsewhere (a header, a control frame, a
+    /// short remainder): feed the bytes to [`Receiver::receive`] instead.
+    ///
+    /// ```
+    /// use airws::proto::receiver::{Incoming, Limits, Receiver};
+    /// use airws::proto::Role;
+    ///
+    /// let limits = Limits { max_frame_size: 1 << 20, max_message_size: 1 << 20 };
+    /// let mut r = Receiver::new(Role::Client, limits);
+    /// let mut out = Vec::new();
+    /// // A binary frame of 1000 bytes from a server: its header first.
+    /// r.receive(&[0x82, 126, 0x03, 0xE8], &mut out).unwrap();
+    /// let room = r.payload_room(512, 4096).expect("in a large payload");
+    /// assert_eq!(room.len(), 1000);
+    /// room.fill(7); // what a read from the socket would do
+    /// r.commit_room(1000, &mut out).unwrap();
+    /// assert_eq!(out, vec![Incoming::Binary(vec![7; 1000])]);
+    /// ```
+    pub fn payload_room(&mut self, min: usize, max: usize) -> Option<&mut [u8]> {
+        self.drop_room();
+        let State::Payload { header, done } = self.state else {
+            return None;
+        };
+        let remaining = header.payload_len - done;
+        if header.is_control() || remaining < min as u64 {
+            return None;
+        }
+        let m = self.message.as_mut()?;
+        let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(max);
+        let start = m.data.len();
+        m.data.resize(start + want, 0);
+        self.room = want;
+        Some(&mut m.data[start..])
+    }
+
+    /// Takes the first `n` bytes of the room that
+    /// [`Receiver::payload_room`] lent as received payload, exactly as if
+    /// they had been passed to [`Receiver::receive`]. `n` larger than the
+    /// room is treated as the whole room.
+    pub fn commit_room(&mut self, n: usize, out: &mut Vec<Incoming>) -> Result<(), ProtocolError> {
+        let room = std::mem::take(&mut self.room);
+        let n = n.min(room);
+        let result = self.commit_inner(room, n, out);
+        self.settle(result)
+    }
+
+    fn commit_inner(
+        &mut self,
+        room: usize,
+        n: usize,
+        out: &mut Vec<Incoming>,
+    ) -> Result<(), ProtocolError> {
+        let State::Payload { header, done } = self.state else {
+            return Ok(());
+        };
+        let Some(m) = self.message.as_mut() else {
+            return Ok(());
+        };
+        let start = m.data.len() - room;
+        m.data.truncate(start + n);
+        if n == 0 {
+            return Ok(());
+        }
+        self.accept_stored(&header, done, start)?;
+        self.payload_advanced(header, done + n as u64, out)
+    }
+
+    /// Gives back a room that was lent and not committed.
+    fn drop_room(&mut self) {
+        let room = std::mem::take(&mut self.room);
+        if let Some(m) = self.message.as_mut() {
+            m.data.truncate(m.data.len().saturating_sub(room));
+        }
+    }
+
+    /// After a broken rule, nothing more is read and nothing is kept.
+    fn settle(&mut self, result: Result<(), ProtocolError>) -> Result<(), ProtocolError> {
         if result.is_err() {
             self.state = State::Finished;
             self.message = None;
@@ -158,17 +251,27 @@ impl Receiver {
                     let (chunk, rest) = input.split_at(take);
                     input = rest;
                     self.payload_chunk(&header, done, chunk)?;
-                    let done = done + take as u64;
-                    if done == header.payload_len {
-                        self.state = State::Header;
-                        self.finish_frame(header, out)?;
-                    } else {
-                        self.state = State::Payload { header, done };
-                    }
+                    self.payload_advanced(header, done + take as u64, out)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Moves on once `done` bytes of the frame's payload have arrived.
+    fn payload_advanced(
+        &mut self,
+        header: FrameHeader,
+        done: u64,
+        out: &mut Vec<Incoming>,
+    ) -> Result<(), ProtocolError> {
+        if done == header.payload_len {
+            self.state = State::Header;
+            self.finish_frame(header, out)
+        } else {
+            self.state = State::Payload { header, done };
+            Ok(())
+        }
     }
 
     /// Checks a header against every rule and the limits.
@@ -277,9 +380,26 @@ impl Receiver {
             ));
         };
         let start = m.data.len();
-        m.data.extend_from_slice(chunk);
+        append(&mut m.data, chunk);
+        self.accept_stored(h, done, start)
+    }
+
+    /// Unmasks and checks the payload bytes stored in the message from
+    /// `start` on, which begin `done` bytes into the frame's payload.
+    fn accept_stored(
+        &mut self,
+        h: &FrameHeader,
+        done: u64,
+        start: usize,
+    ) -> Result<(), ProtocolError> {
+        let Some(m) = self.message.as_mut() else {
+            return Err(ProtocolError::new(
+                PROTOCOL_ERROR,
+                "payload without a message",
+            ));
+        };
         if let Some(key) = h.mask {
-            apply_mask(&mut m.data[start..], key, offset);
+            apply_mask(&mut m.data[start..], key, (done % 4) as usize);
         }
         if m.text && !utf8::advance(&m.data, &mut m.utf8_checked) {
             return Err(ProtocolError::new(

@@ -96,7 +96,7 @@ impl Sender {
         out.extend_from_slice(h.as_bytes());
         match h.mask {
             Some(key) => super::mask::extend_masked(out, payload, key, 0),
-            None => out.extend_from_slice(payload),
+            None => super::bytes::append(out, payload),
         }
         Ok(())
     }
