@@ -11,7 +11,6 @@ use crate::proto::sender::{CloseHandshake, Sender};
 use crate::proto::Role;
 use crate::transport::Transport;
 use std::io;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, ThreadId};
@@ -35,7 +34,6 @@ const DIRECT_READ_MAX: usize = 256 << 10;
 /// The state every sender shares, behind the writer lock.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    tcp: TcpStream,
     sender: Sender,
     close: CloseHandshake,
     scratch: Vec<u8>,
@@ -66,12 +64,11 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(role: Role, transport: Transport, write_tcp: TcpStream) -> Conn {
+    pub(crate) fn new(role: Role, transport: Transport) -> Conn {
         Conn {
             role,
             transport,
             writer: Mutex::new(Writer {
-                tcp: write_tcp,
                 sender: Sender::new(role),
                 close: CloseHandshake::default(),
                 scratch: Vec::new(),
@@ -102,8 +99,7 @@ impl Conn {
     /// Writes raw bytes (the handshake's HTTP head).
     pub(crate) fn write_raw(&self, data: &[u8]) -> io::Result<()> {
         let mut w = self.writer();
-        let w = &mut *w;
-        self.transport.write_all(&mut w.tcp, data, &mut w.spare)
+        self.transport.write_all(data, &mut w.spare)
     }
 
     /// Writes one frame. A failed write leaves a partial frame on the wire,
@@ -124,35 +120,29 @@ impl Conn {
             .sender
             .header(opcode, payload.len() as u64)
             .map_err(io::Error::other)?;
-        let Writer {
-            tcp,
-            scratch,
-            spare,
-            ..
-        } = w;
+        let Writer { scratch, spare, .. } = w;
         match h.mask {
             None if payload.len() > COALESCE_LIMIT => {
-                self.transport
-                    .write_all_parts(tcp, h.as_bytes(), payload, spare)
+                self.transport.write_all_parts(h.as_bytes(), payload, spare)
             }
             None => {
                 scratch.clear();
                 scratch.extend_from_slice(h.as_bytes());
                 append(scratch, payload);
-                self.transport.write_all(tcp, scratch, spare)
+                self.transport.write_all(scratch, spare)
             }
             Some(key) => {
                 scratch.clear();
                 scratch.extend_from_slice(h.as_bytes());
                 if payload.is_empty() {
-                    return self.transport.write_all(tcp, scratch, spare);
+                    return self.transport.write_all(scratch, spare);
                 }
                 for (i, chunk) in payload.chunks(WRITE_CHUNK).enumerate() {
                     if i > 0 {
                         scratch.clear();
                     }
                     extend_masked(scratch, chunk, key, 0);
-                    self.transport.write_all(tcp, scratch, spare)?;
+                    self.transport.write_all(scratch, spare)?;
                 }
                 Ok(())
             }
@@ -163,10 +153,8 @@ impl Conn {
         if w.corked.is_empty() {
             return Ok(());
         }
-        let Writer {
-            tcp, corked, spare, ..
-        } = w;
-        let result = self.transport.write_all(tcp, corked, spare);
+        let Writer { corked, spare, .. } = w;
+        let result = self.transport.write_all(corked, spare);
         corked.clear();
         self.has_corked.store(false, Ordering::SeqCst);
         result
@@ -280,8 +268,7 @@ impl Conn {
 
     fn flush_tls_output(&self) {
         let mut w = self.writer();
-        let w = &mut *w;
-        if let Err(e) = self.transport.write_all(&mut w.tcp, &[], &mut w.spare) {
+        if let Err(e) = self.transport.write_all(&[], &mut w.spare) {
             log::debug!("writing TLS output failed: {e}");
         }
     }
@@ -298,8 +285,8 @@ impl Conn {
 
     /// Ends our direction: TLS close_notify, then a TCP FIN.
     pub(crate) fn shutdown_write(&self) {
-        let mut w = self.writer();
-        self.transport.shutdown_write(&mut w.tcp);
+        let _w = self.writer();
+        self.transport.shutdown_write();
     }
 
     /// Marks the connection finished and wakes close timers.
@@ -351,7 +338,6 @@ pub(crate) struct Timeouts {
 /// frames, failing the connection on a protocol violation.
 pub(crate) fn read_loop(
     conn: &Conn,
-    reader: &mut TcpStream,
     receiver: &mut Receiver,
     leftover: &[u8],
     timeouts: Timeouts,
@@ -391,7 +377,7 @@ pub(crate) fn read_loop(
                 None => timeouts.idle,
             };
             if wanted != read_timeout {
-                let _ = reader.set_read_timeout(wanted);
+                let _ = conn.transport.socket().set_read_timeout(wanted);
                 read_timeout = wanted;
             }
             if cipher.is_empty() && conn.transport.is_tls() {
@@ -407,7 +393,7 @@ pub(crate) fn read_loop(
                 Some(room) => room,
                 None => &mut buf[..],
             };
-            match conn.transport.read(reader, target, &mut cipher) {
+            match conn.transport.read(target, &mut cipher) {
                 Ok(0) => {
                     if let Some(code) = failed {
                         return Ending::Failed(code);

@@ -4,15 +4,15 @@
 //! half, and its methods need `&mut self`. So the TLS session is driven over an
 //! in-memory buffer pair ([`MemIo`]) instead of the socket: the session only
 //! encrypts and decrypts, under a mutex that is never held across a blocking
-//! call. The reader thread reads ciphertext from its own clone of the socket
-//! with no lock held, then locks the session just long enough to decrypt it;
+//! call. The reader thread reads ciphertext from the socket with no lock
+//! held, then locks the session just long enough to decrypt it;
 //! a sender locks the session just long enough to encrypt, then writes the
 //! ciphertext to the socket. See `docs/architecture.md`.
 
 use native_tls::{HandshakeError, TlsStream};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Encrypt at most this much plaintext at a time, so that a large message
@@ -84,7 +84,7 @@ impl std::fmt::Display for TlsFailure {
     }
 }
 
-fn write_out(tcp: &mut TcpStream, io: &mut MemIo) -> io::Result<()> {
+fn write_out(mut tcp: &TcpStream, io: &mut MemIo) -> io::Result<()> {
     if !io.outgoing.is_empty() {
         tcp.write_all(&io.outgoing)?;
         io.outgoing.clear();
@@ -97,7 +97,7 @@ fn write_out(tcp: &mut TcpStream, io: &mut MemIo) -> io::Result<()> {
 /// sends a byte now and then cannot keep it going).
 pub(crate) fn drive_handshake(
     mut result: Result<TlsStream<MemIo>, HandshakeError<MemIo>>,
-    tcp: &mut TcpStream,
+    mut tcp: &TcpStream,
     deadline: Instant,
 ) -> Result<TlsStream<MemIo>, TlsFailure> {
     let mut buf = vec![0u8; 16 << 10];
@@ -139,23 +139,31 @@ pub(crate) fn drive_handshake(
 }
 
 /// A connection's byte stream.
+///
+/// One socket (one file descriptor) serves the reader thread and every
+/// sender: reads and writes go through `&TcpStream`, and writes are
+/// serialized by the connection's writer lock.
 #[derive(Debug)]
 pub(crate) struct Transport {
-    /// Kept for `shutdown`, which wakes a reader blocked on the socket.
-    tcp: TcpStream,
+    tcp: Arc<TcpStream>,
     tls: Option<Mutex<TlsStream<MemIo>>>,
 }
 
 impl Transport {
-    pub(crate) fn plain(tcp: TcpStream) -> Transport {
+    pub(crate) fn plain(tcp: Arc<TcpStream>) -> Transport {
         Transport { tcp, tls: None }
     }
 
-    pub(crate) fn tls(tcp: TcpStream, session: TlsStream<MemIo>) -> Transport {
+    pub(crate) fn tls(tcp: Arc<TcpStream>, session: TlsStream<MemIo>) -> Transport {
         Transport {
             tcp,
             tls: Some(Mutex::new(session)),
         }
+    }
+
+    /// The socket, for its options (timeouts).
+    pub(crate) fn socket(&self) -> &TcpStream {
+        &self.tcp
     }
 
     pub(crate) fn is_tls(&self) -> bool {
@@ -168,15 +176,11 @@ impl Transport {
             .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Reads plaintext. `reader` is the reader thread's own clone of the
-    /// socket, `cipher` its scratch buffer for ciphertext. Blocks without
-    /// holding any lock. Returns 0 at the end of the stream.
-    pub(crate) fn read(
-        &self,
-        reader: &mut TcpStream,
-        buf: &mut [u8],
-        cipher: &mut [u8],
-    ) -> io::Result<usize> {
+    /// Reads plaintext; `cipher` is the reader's scratch buffer for
+    /// ciphertext. Blocks without holding any lock. Returns 0 at the end of
+    /// the stream.
+    pub(crate) fn read(&self, buf: &mut [u8], cipher: &mut [u8]) -> io::Result<usize> {
+        let mut reader = &*self.tcp;
         let Some(tls) = &self.tls else {
             return reader.read(buf);
         };
@@ -206,13 +210,9 @@ impl Transport {
     }
 
     /// Writes `data` to the peer. The caller serializes writes (the
-    /// connection's writer lock) and passes its clone of the socket.
-    pub(crate) fn write_all(
-        &self,
-        tcp: &mut TcpStream,
-        data: &[u8],
-        spare: &mut Vec<u8>,
-    ) -> io::Result<()> {
+    /// connection's writer lock).
+    pub(crate) fn write_all(&self, data: &[u8], spare: &mut Vec<u8>) -> io::Result<()> {
+        let mut tcp = &*self.tcp;
         let Some(tls) = &self.tls else {
             return tcp.write_all(data);
         };
@@ -240,28 +240,27 @@ impl Transport {
     /// copy and a small header does not go out in a packet of its own.
     pub(crate) fn write_all_parts(
         &self,
-        tcp: &mut TcpStream,
         head: &[u8],
         body: &[u8],
         spare: &mut Vec<u8>,
     ) -> io::Result<()> {
         if let Some(tls) = &self.tls {
-            // The head goes into the session's first record with the body.
+            // The head goes out with the body's first records.
             tls.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .write_all(head)?;
-            return self.write_all(tcp, body, spare);
+            return self.write_all(body, spare);
         }
-        write_all_vectored(tcp, head, body)
+        write_all_vectored(&self.tcp, head, body)
     }
 
     /// Ends our direction of the stream: TLS close_notify, then a TCP FIN.
-    pub(crate) fn shutdown_write(&self, tcp: &mut TcpStream) {
+    pub(crate) fn shutdown_write(&self) {
         if let Some(mut s) = self.session() {
             let _ = s.shutdown();
             let out = std::mem::take(&mut s.get_mut().outgoing);
             drop(s);
-            let _ = tcp.write_all(&out);
+            let _ = (&*self.tcp).write_all(&out);
         }
         let _ = self.tcp.shutdown(Shutdown::Write);
     }
@@ -273,7 +272,7 @@ impl Transport {
 }
 
 /// `head` then `body` to `tcp`, in as few writes as the kernel allows.
-fn write_all_vectored(tcp: &mut TcpStream, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
+fn write_all_vectored(mut tcp: &TcpStream, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
     while !head.is_empty() {
         match tcp.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -100,7 +100,7 @@ struct State {
     phase: Phase,
     conn: Option<Arc<Conn>>,
     /// A clone of the socket while connecting, so that `close()` can abort.
-    pending: Option<TcpStream>,
+    pending: Option<Arc<TcpStream>>,
     protocol: String,
     close_reason: i32,
 }
@@ -724,12 +724,12 @@ impl Session {
     }
 
     /// Keeps a clone of the socket so that `close()` can abort the opening.
-    fn register_pending(&self, tcp: &TcpStream) -> bool {
+    fn register_pending(&self, tcp: &Arc<TcpStream>) -> bool {
         let mut st = self.shared.state();
         if st.generation != self.generation || st.phase != Phase::Connecting {
             return false;
         }
-        st.pending = tcp.try_clone().ok();
+        st.pending = Some(tcp.clone());
         true
     }
 
@@ -765,7 +765,7 @@ impl Session {
 
     fn run_client(self, target: Target, offered: Vec<String>) {
         let mut tcp = match self.connect_tcp(&target) {
-            Ok(s) => s,
+            Ok(s) => Arc::new(s),
             Err(text) => return self.io_error(text),
         };
         if !self.register_pending(&tcp) {
@@ -782,20 +782,10 @@ impl Session {
                 None => return,
             }
         } else {
-            match tcp.try_clone() {
-                Ok(c) => Transport::plain(c),
-                Err(e) => {
-                    return self.io_error(format!("Error #2031: Socket Error. {}: {e}", target.url))
-                }
-            }
+            Transport::plain(tcp.clone())
         };
-        let Ok(write_tcp) = tcp.try_clone() else {
-            return self.io_error(format!(
-                "Error #2031: Socket Error. {}: cannot clone the socket",
-                target.url
-            ));
-        };
-        let conn = Arc::new(Conn::new(Role::Client, transport, write_tcp));
+        drop(tcp);
+        let conn = Arc::new(Conn::new(Role::Client, transport));
         let mut nonce = [0u8; 16];
         if let Err(e) = getrandom::fill(&mut nonce) {
             return self.io_error(format!("no random numbers for the handshake key: {e}"));
@@ -809,7 +799,7 @@ impl Session {
             ));
         }
         let max = self.config().max_handshake_size;
-        let head = self.read_head(&conn, &mut tcp, deadline, |buf| {
+        let head = self.read_head(&conn, deadline, |buf| {
             handshake::parse_response(buf, &request.key, &offered, max)
         });
         let (accepted, leftover) = match head {
@@ -834,7 +824,6 @@ impl Session {
         };
         self.open_and_run(
             conn,
-            tcp,
             accepted.protocol.unwrap_or_default(),
             leftover,
             Role::Client,
@@ -845,7 +834,7 @@ impl Session {
     fn client_tls(
         &self,
         target: &Target,
-        tcp: &mut TcpStream,
+        tcp: &mut Arc<TcpStream>,
         deadline: Instant,
     ) -> Option<Transport> {
         let connector = match &self.config().tls_connector {
@@ -870,7 +859,7 @@ impl Session {
             deadline,
         );
         let err = match first {
-            Ok(session) => return self.tls_transport(tcp, session, &target.url),
+            Ok(session) => return Some(Transport::tls(tcp.clone(), session)),
             Err(TlsFailure::Io(e)) => {
                 self.io_error(format!(
                     "Error #2031: Socket Error. TLS handshake with {}:{} failed: {e}",
@@ -893,13 +882,13 @@ impl Session {
             .build()
             .ok()
             .and_then(|insecure| {
-                let mut tcp2 = self.connect_tcp(target).ok()?;
+                let tcp2 = Arc::new(self.connect_tcp(target).ok()?);
                 if !self.register_pending(&tcp2) || self.setup_socket(&tcp2).is_err() {
                     return None;
                 }
                 let session = drive_handshake(
                     insecure.connect(&target.host, MemIo::default()),
-                    &mut tcp2,
+                    &tcp2,
                     deadline,
                 )
                 .ok()?;
@@ -927,29 +916,15 @@ impl Session {
         if event.is_default_prevented() && self.still_connecting() {
             log::warn!("{}: certificate error allowed by a listener", target.url);
             *tcp = tcp2;
-            return self.tls_transport(tcp, session, &target.url);
+            return Some(Transport::tls(tcp.clone(), session));
         }
         let _ = tcp2.shutdown(Shutdown::Both);
         self.fail_opening(Some(TLS_HANDSHAKE), &[Event::new(Event::CLOSE, false)]);
         None
     }
 
-    fn tls_transport(
-        &self,
-        tcp: &TcpStream,
-        session: native_tls::TlsStream<MemIo>,
-        url: &str,
-    ) -> Option<Transport> {
-        match tcp.try_clone() {
-            Ok(c) => Some(Transport::tls(c, session)),
-            Err(e) => {
-                self.io_error(format!("Error #2031: Socket Error. {url}: {e}"));
-                None
-            }
-        }
-    }
-
-    fn run_server(self, mut tcp: TcpStream, acceptor: Option<native_tls::TlsAcceptor>) {
+    fn run_server(self, tcp: TcpStream, acceptor: Option<native_tls::TlsAcceptor>) {
+        let tcp = Arc::new(tcp);
         let peer = tcp
             .peer_addr()
             .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
@@ -964,11 +939,8 @@ impl Session {
         let deadline = Instant::now() + self.config().handshake_timeout;
         let transport = match acceptor {
             Some(acceptor) => {
-                match drive_handshake(acceptor.accept(MemIo::default()), &mut tcp, deadline) {
-                    Ok(session) => match self.tls_transport(&tcp, session, &peer) {
-                        Some(t) => t,
-                        None => return,
-                    },
+                match drive_handshake(acceptor.accept(MemIo::default()), &tcp, deadline) {
+                    Ok(session) => Transport::tls(tcp.clone(), session),
                     Err(e) => {
                         let _ = tcp.shutdown(Shutdown::Both);
                         return self.fail_opening(
@@ -984,60 +956,54 @@ impl Session {
                     }
                 }
             }
-            None => match tcp.try_clone() {
-                Ok(c) => Transport::plain(c),
-                Err(e) => return self.closed_before_open(&format!("{peer}: {e}")),
-            },
+            None => Transport::plain(tcp.clone()),
         };
-        let Ok(write_tcp) = tcp.try_clone() else {
-            return self.closed_before_open(&format!("{peer}: cannot clone the socket"));
-        };
-        let conn = Arc::new(Conn::new(Role::Server, transport, write_tcp));
+        drop(tcp);
+        let conn = Arc::new(Conn::new(Role::Server, transport));
         let max = self.config().max_handshake_size;
-        let (request, leftover) = match self.read_head(&conn, &mut tcp, deadline, |buf| {
-            handshake::parse_request(buf, max)
-        }) {
-            HeadResult::Done(r, leftover) => (r, leftover),
-            HeadResult::Invalid(e) => {
-                let mut response = None;
-                if let handshake::RequestError::NotUpgrade {
-                    method,
-                    resource,
-                    headers,
-                } = &e
-                {
-                    let event = HttpRequestEvent::create(method, resource, headers.clone());
-                    if self.still_connecting() {
-                        self.dispatch(&event);
+        let (request, leftover) =
+            match self.read_head(&conn, deadline, |buf| handshake::parse_request(buf, max)) {
+                HeadResult::Done(r, leftover) => (r, leftover),
+                HeadResult::Invalid(e) => {
+                    let mut response = None;
+                    if let handshake::RequestError::NotUpgrade {
+                        method,
+                        resource,
+                        headers,
+                    } = &e
+                    {
+                        let event = HttpRequestEvent::create(method, resource, headers.clone());
+                        if self.still_connecting() {
+                            self.dispatch(&event);
+                        }
+                        response = event.take_http_response();
                     }
-                    response = event.take_http_response();
+                    let response = response.unwrap_or_else(|| {
+                        log::debug!("{peer}: {e}: answering {}", e.status());
+                        e.response()
+                    });
+                    let _ = conn.write_raw(&response);
+                    linger(&conn);
+                    return self.closed_before_open(&format!("{peer}: {e}"));
                 }
-                let response = response.unwrap_or_else(|| {
-                    log::debug!("{peer}: {e}: answering {}", e.status());
-                    e.response()
-                });
-                let _ = conn.write_raw(&response);
-                linger(&conn, &mut tcp);
-                return self.closed_before_open(&format!("{peer}: {e}"));
-            }
-            HeadResult::Eof => {
-                return self.closed_before_open(&format!("{peer} closed the connection"))
-            }
-            HeadResult::Io(e) => {
-                if e.kind() == io::ErrorKind::TimedOut {
-                    // Tell a slow client why, as for any refused request.
-                    let _ = conn.write_raw(&handshake::http_response(
-                        408,
-                        "text/plain; charset=utf-8",
-                        &[],
-                        b"The WebSocket handshake timed out.\n",
-                    ));
-                    linger(&conn, &mut tcp);
+                HeadResult::Eof => {
+                    return self.closed_before_open(&format!("{peer} closed the connection"))
                 }
-                conn.transport.shutdown();
-                return self.closed_before_open(&format!("{peer}: {e}"));
-            }
-        };
+                HeadResult::Io(e) => {
+                    if e.kind() == io::ErrorKind::TimedOut {
+                        // Tell a slow client why, as for any refused request.
+                        let _ = conn.write_raw(&handshake::http_response(
+                            408,
+                            "text/plain; charset=utf-8",
+                            &[],
+                            b"The WebSocket handshake timed out.\n",
+                        ));
+                        linger(&conn);
+                    }
+                    conn.transport.shutdown();
+                    return self.closed_before_open(&format!("{peer}: {e}"));
+                }
+            };
         let chosen = {
             let st = self.shared.state();
             if st.generation != self.generation || st.phase != Phase::Connecting {
@@ -1052,20 +1018,13 @@ impl Session {
             conn.transport.shutdown();
             return self.closed_before_open(&format!("{peer}: {e}"));
         }
-        self.open_and_run(
-            conn,
-            tcp,
-            chosen.unwrap_or_default(),
-            leftover,
-            Role::Server,
-        );
+        self.open_and_run(conn, chosen.unwrap_or_default(), leftover, Role::Server);
     }
 
     /// Reads an HTTP head and hands it to `parse` until it is complete.
     fn read_head<T, E>(
         &self,
         conn: &Conn,
-        tcp: &mut TcpStream,
         deadline: Instant,
         parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
     ) -> HeadResult<T, E> {
@@ -1080,8 +1039,8 @@ impl Session {
                     "handshake timed out",
                 ));
             }
-            let _ = tcp.set_read_timeout(Some(remaining));
-            match conn.transport.read(tcp, &mut buf, &mut cipher) {
+            let _ = conn.transport.socket().set_read_timeout(Some(remaining));
+            match conn.transport.read(&mut buf, &mut cipher) {
                 Ok(0) => return HeadResult::Eof,
                 Ok(n) => head.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1108,16 +1067,12 @@ impl Session {
 
     /// The handshake succeeded: publishes the connection, dispatches
     /// `connect`, runs the read loop and ends the connection.
-    fn open_and_run(
-        self,
-        conn: Arc<Conn>,
-        mut tcp: TcpStream,
-        protocol: String,
-        leftover: Vec<u8>,
-        role: Role,
-    ) {
-        let _ = tcp.set_read_timeout(None);
-        let _ = tcp.set_write_timeout(self.config().write_timeout);
+    fn open_and_run(self, conn: Arc<Conn>, protocol: String, leftover: Vec<u8>, role: Role) {
+        let _ = conn.transport.socket().set_read_timeout(None);
+        let _ = conn
+            .transport
+            .socket()
+            .set_write_timeout(self.config().write_timeout);
         conn.set_reader_thread();
         {
             let mut st = self.shared.state();
@@ -1136,21 +1091,14 @@ impl Session {
             close: self.config().close_timeout,
             idle: self.config().idle_timeout,
         };
-        let ending = connection::read_loop(
-            &conn,
-            &mut tcp,
-            &mut receiver,
-            &leftover,
-            timeouts,
-            &mut |msg| {
-                let event = match msg {
-                    Incoming::Text(s) => WebSocketEvent::text(s),
-                    Incoming::Binary(b) => WebSocketEvent::binary(b),
-                    _ => return,
-                };
-                self.dispatch(&event);
-            },
-        );
+        let ending = connection::read_loop(&conn, &mut receiver, &leftover, timeouts, &mut |msg| {
+            let event = match msg {
+                Incoming::Text(s) => WebSocketEvent::text(s),
+                Incoming::Binary(b) => WebSocketEvent::binary(b),
+                _ => return,
+            };
+            self.dispatch(&event);
+        });
         conn.transport.shutdown();
         conn.mark_finished();
         let reason = connection::reason_code(&conn, &ending);
@@ -1190,7 +1138,7 @@ enum HeadResult<T, E> {
 /// After an HTTP error response: half-close, and read what the client still
 /// sends for a moment, so that closing does not reset the connection before
 /// the client has read the response.
-fn linger(conn: &Conn, tcp: &mut TcpStream) {
+fn linger(conn: &Conn) {
     conn.shutdown_write();
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut buf = [0u8; 1024];
@@ -1200,8 +1148,8 @@ fn linger(conn: &Conn, tcp: &mut TcpStream) {
         if remaining.is_zero() {
             break;
         }
-        let _ = tcp.set_read_timeout(Some(remaining));
-        match conn.transport.read(tcp, &mut buf, &mut cipher) {
+        let _ = conn.transport.socket().set_read_timeout(Some(remaining));
+        match conn.transport.read(&mut buf, &mut cipher) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }

@@ -1,7 +1,8 @@
 //! Load: 500 concurrent connections to one echo server, 200 messages each,
-//! every echo checked for content and order; afterwards the server's
-//! threads are back to their baseline. (Its own test binary, so that the
-//! thread count is this test's alone.)
+//! every echo checked for content and order, one file descriptor per
+//! server connection; afterwards the server's threads are back to their
+//! baseline. (Its own test binary, so that the thread and descriptor counts
+//! are this test's alone.)
 
 mod support;
 
@@ -22,9 +23,17 @@ fn echo_server() -> airws::ServerSocket {
     echo_server::listen("127.0.0.1:0".parse().expect("address")).expect("listen")
 }
 
+/// File descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd (Linux)")
+        .count()
+}
+
 #[test]
 fn five_hundred_connections_two_hundred_messages_each_then_threads_back_to_baseline() {
     let baseline = library_threads().len();
+    let fds_before = open_fds();
     let server = echo_server();
     let port = server.local_port();
     let all_connected = Arc::new(Barrier::new(CONNECTIONS + 1));
@@ -77,7 +86,14 @@ fn five_hundred_connections_two_hundred_messages_each_then_threads_back_to_basel
         .iter()
         .filter(|n| n.starts_with("airws-connectio"))
         .count();
+    let fds = open_fds() - fds_before;
     go.wait();
+    // One descriptor per client socket, one per server connection (the
+    // reader and the senders share it), the listener and a little slack.
+    assert!(
+        fds <= 2 * CONNECTIONS + 8,
+        "{fds} file descriptors for {CONNECTIONS} connections"
+    );
     assert!(
         peak >= CONNECTIONS,
         "only {peak} connection threads with {CONNECTIONS} connections open"
