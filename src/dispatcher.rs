@@ -207,9 +207,16 @@ pub trait EventDispatcher {
     /// Dispatches `event` to this dispatcher's listeners on the calling
     /// thread. Returns `false` when a listener prevented the default of a
     /// cancelable event.
+    ///
+    /// The event's [`target`](Event::target) is this dispatcher while its
+    /// listeners run, and is cleared afterwards: unlike in AS3, where the
+    /// garbage collector makes it harmless, an event kept after dispatch
+    /// would otherwise keep its `WebSocket` (and its connection) alive.
     fn dispatch_event(&self, event: &Event) -> bool {
         event.set_target(self.event_target());
-        self.listeners().dispatch(event)
+        let result = self.listeners().dispatch(event);
+        event.set_target(None);
+        result
     }
 }
 

@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::thread::{self, JoinHandle, ThreadId};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 #[derive(Default)]
@@ -76,13 +76,22 @@ impl Drop for Handle {
 /// Connections are accepted on a thread of the server's own; listeners run
 /// there. When the last handle is dropped, the server stops listening.
 ///
+/// As in AS3, the server code keeps each `WebSocket` it starts (here in a
+/// list): a `WebSocket` whose last handle is dropped closes its connection.
+/// `examples/echo_server.rs` also forgets each one at its `close` event.
+///
 /// ```no_run
 /// use airws::{Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket};
+/// use std::sync::{Arc, Mutex};
 ///
+/// let clients: Arc<Mutex<Vec<WebSocket>>> = Arc::default();
 /// let server = ServerSocket::new();
-/// server.add_event_listener(ServerSocketConnectEvent::CONNECT, |e: &Event| {
+/// let kept = clients.clone();
+/// server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
 ///     let ws = WebSocket::new();
-///     ws.start_server(e.socket()).ok();
+///     if ws.start_server(e.socket()).is_ok() {
+///         kept.lock().unwrap_or_else(|p| p.into_inner()).push(ws);
+///     }
 /// });
 /// server.bind(9001, "127.0.0.1")?;
 /// server.listen()?;
@@ -228,7 +237,6 @@ fn accept_loop(
     handle: Weak<Handle>,
     stop: Arc<AtomicBool>,
 ) {
-    let _current: Option<ThreadId> = Some(thread::current().id());
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {

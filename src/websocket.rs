@@ -307,9 +307,13 @@ impl WebSocket {
         WeakWebSocket(Arc::downgrade(&self.handle))
     }
 
-    /// The close reason code: the code of the peer's close frame (1005 when it
-    /// carried none), the code this end closed with, 1006 when the connection
-    /// ended without a close frame, 1015 when the server's certificate was
+    /// The close reason code, as RFC 6455 defines it: the code of the
+    /// first close frame received from the peer (1005 when it carried
+    /// none). After [`close`](WebSocket::close) that is the peer's answer,
+    /// normally the code this end sent; when no answer came, the code this
+    /// end sent. The code of the rule the peer broke (1002, 1007, 1009) when
+    /// this end failed the connection; 1006 when the connection ended
+    /// without a close frame; 1015 when the server's certificate was
     /// refused; 0 before any connection ended.
     pub fn close_reason(&self) -> i32 {
         self.shared().state().close_reason
