@@ -334,6 +334,15 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Option<Duration>,
 }
 
+/// Where the read loop delivers text and binary messages.
+pub(crate) trait Deliver {
+    /// A complete message. Returns its buffer when it comes back after the
+    /// dispatch, for the next message to reuse.
+    fn message(&mut self, msg: Incoming) -> Option<Vec<u8>>;
+    /// Everything that one read brought was delivered.
+    fn read_done(&mut self);
+}
+
 /// The read loop: runs until the connection ends, answering pings and close
 /// frames, failing the connection on a protocol violation.
 pub(crate) fn read_loop(
@@ -341,7 +350,7 @@ pub(crate) fn read_loop(
     receiver: &mut Receiver,
     leftover: &[u8],
     timeouts: Timeouts,
-    on_message: &mut dyn FnMut(Incoming),
+    deliver: &mut dyn Deliver,
 ) -> Ending {
     let close_timeout = timeouts.close;
     let mut buf = vec![0u8; READ_BUFFER];
@@ -472,7 +481,11 @@ pub(crate) fn read_loop(
                     }
                     deadline.get_or_insert(Instant::now() + close_timeout);
                 }
-                msg => on_message(msg),
+                msg => {
+                    if let Some(buf) = deliver.message(msg) {
+                        receiver.recycle(buf);
+                    }
+                }
             }
         }
         if let Err(violation) = result {
@@ -487,6 +500,7 @@ pub(crate) fn read_loop(
             }
             deadline.get_or_insert(Instant::now() + close_timeout);
         }
+        deliver.read_done();
         // About to read again: what listeners sent goes out now.
         conn.uncork();
     }

@@ -2,7 +2,7 @@
 //! priorities, and the dispatch rules of AS3.
 
 use crate::event::{Event, EventTarget};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,8 +24,10 @@ struct Entry {
 #[derive(Default)]
 struct Table {
     next_id: u64,
-    // Copy-on-write: a dispatch clones the Arc, not the list.
-    by_type: HashMap<String, Arc<Vec<Entry>>>,
+    // Copy-on-write: a dispatch clones the Arc, not the list. A B-tree: a
+    // dispatcher has few event types, and comparing a few short strings
+    // costs less than hashing one with SipHash.
+    by_type: BTreeMap<String, Arc<Vec<Entry>>>,
 }
 
 /// The listeners of one dispatcher.

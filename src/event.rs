@@ -7,6 +7,7 @@
 //! `ws.add_event_listener(WebSocketEvent::DATA, on_data)`.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,7 +64,8 @@ enum Message {
 /// });
 /// ```
 pub struct Event {
-    event_type: String,
+    /// The library's own types are `'static` and cost no allocation.
+    event_type: Cow<'static, str>,
     cancelable: bool,
     default_prevented: AtomicBool,
     stopped: AtomicBool,
@@ -88,8 +90,12 @@ impl Event {
     }
 
     fn with_payload(event_type: &str, cancelable: bool, payload: Payload) -> Event {
+        Event::with_type(Cow::Owned(event_type.to_owned()), cancelable, payload)
+    }
+
+    fn with_type(event_type: Cow<'static, str>, cancelable: bool, payload: Payload) -> Event {
         Event {
-            event_type: event_type.to_owned(),
+            event_type,
             cancelable,
             default_prevented: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -143,6 +149,16 @@ impl Event {
     pub fn target<T: Any + Clone>(&self) -> Option<T> {
         let guard = self.target.lock().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().and_then(|t| t.downcast_ref::<T>()).cloned()
+    }
+
+    /// The message's bytes, taken back after the dispatch so that their
+    /// buffer can carry the next message.
+    pub(crate) fn into_message_bytes(self) -> Option<Vec<u8>> {
+        match self.payload {
+            Payload::Message(Message::Text(s)) => Some(s.into_bytes()),
+            Payload::Message(Message::Binary(b)) => Some(b),
+            _ => None,
+        }
     }
 
     pub(crate) fn set_target(&self, target: Option<EventTarget>) {
@@ -336,8 +352,8 @@ impl WebSocketEvent {
 
     /// A `websocketData` event for a text message.
     pub fn text(text: impl Into<String>) -> Event {
-        Event::with_payload(
-            WebSocketEvent::DATA,
+        Event::with_type(
+            Cow::Borrowed(WebSocketEvent::DATA),
             false,
             Payload::Message(Message::Text(text.into())),
         )
@@ -345,8 +361,8 @@ impl WebSocketEvent {
 
     /// A `websocketData` event for a binary message.
     pub fn binary(data: impl Into<Vec<u8>>) -> Event {
-        Event::with_payload(
-            WebSocketEvent::DATA,
+        Event::with_type(
+            Cow::Borrowed(WebSocketEvent::DATA),
             false,
             Payload::Message(Message::Binary(data.into())),
         )

@@ -679,13 +679,17 @@ impl Session {
     /// Dispatches an event to the listeners, with the `WebSocket` as target
     /// while a user handle exists.
     fn dispatch(&self, event: &Event) {
-        let target = self
-            .handle
-            .upgrade()
-            .map(|handle| Arc::new(WebSocket { handle }) as EventTarget);
-        event.set_target(target);
+        event.set_target(self.target());
         self.shared.listeners.dispatch(event);
         event.set_target(None);
+    }
+
+    /// A handle to dispatch events with, unless the application dropped
+    /// every handle.
+    fn target(&self) -> Option<EventTarget> {
+        self.handle
+            .upgrade()
+            .map(|handle| Arc::new(WebSocket { handle }) as EventTarget)
     }
 
     /// Whether this connection is still being opened (not aborted or replaced).
@@ -1095,14 +1099,13 @@ impl Session {
             close: self.config().close_timeout,
             idle: self.config().idle_timeout,
         };
-        let ending = connection::read_loop(&conn, &mut receiver, &leftover, timeouts, &mut |msg| {
-            let event = match msg {
-                Incoming::Text(s) => WebSocketEvent::text(s),
-                Incoming::Binary(b) => WebSocketEvent::binary(b),
-                _ => return,
-            };
-            self.dispatch(&event);
-        });
+        let mut events = DataEvents {
+            session: &self,
+            target: None,
+        };
+        let ending = connection::read_loop(&conn, &mut receiver, &leftover, timeouts, &mut events);
+        // No handle of ours outlives the read loop.
+        drop(events);
         conn.transport.shutdown();
         conn.mark_finished();
         let reason = connection::reason_code(&conn, &ending);
@@ -1129,6 +1132,39 @@ impl Session {
             }
             self.dispatch(&Event::new(Event::CLOSE, false));
         }
+    }
+}
+
+/// Delivers the read loop's messages as `websocketData` events.
+///
+/// The events' target (a strong handle) is made once for all the messages
+/// of one read and dropped before the next read, so the connection still
+/// ends right after a listener drops the application's last handle. Each
+/// message's buffer comes back after its dispatch, for the next message.
+struct DataEvents<'a> {
+    session: &'a Session,
+    target: Option<Option<EventTarget>>,
+}
+
+impl connection::Deliver for DataEvents<'_> {
+    fn message(&mut self, msg: Incoming) -> Option<Vec<u8>> {
+        let event = match msg {
+            Incoming::Text(s) => WebSocketEvent::text(s),
+            Incoming::Binary(b) => WebSocketEvent::binary(b),
+            _ => return None,
+        };
+        let target = self
+            .target
+            .get_or_insert_with(|| self.session.target())
+            .clone();
+        event.set_target(target);
+        self.session.shared.listeners.dispatch(&event);
+        event.set_target(None);
+        event.into_message_bytes()
+    }
+
+    fn read_done(&mut self) {
+        self.target = None;
     }
 }
 

@@ -734,6 +734,41 @@ fn dropping_the_last_handle_closes_with_1001() {
 }
 
 #[test]
+fn a_listener_dropping_the_last_handle_in_a_burst_closes_with_1001() {
+    // The application's only handle sits in a slot that the first message's
+    // listener empties, while more messages of the same read are pending.
+    let raw = RawServer::new();
+    let slot: Arc<Mutex<Option<WebSocket>>> = Arc::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    {
+        let ws = WebSocket::new();
+        let (slot2, seen2) = (slot.clone(), seen.clone());
+        ws.add_event_listener(WebSocketEvent::DATA, move |e: &Event| {
+            seen2
+                .lock()
+                .unwrap()
+                .push(e.string_data().unwrap_or("").to_owned());
+            drop(slot2.lock().unwrap().take());
+        });
+        ws.connect(&raw.url(), &[]).expect("connect");
+        *slot.lock().unwrap() = Some(ws);
+    }
+    let (mut peer, _) = raw.accept();
+    let burst: Vec<u8> = (0..5)
+        .flat_map(|i| peer.prepare(RawFrame::new(OP_TEXT, format!("m{i}"))))
+        .collect();
+    peer.send_raw(&burst);
+    let close = peer.read_close();
+    assert_eq!(close.close_code(), Some(1001));
+    assert!(slot.lock().unwrap().is_none());
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty() && seen.iter().enumerate().all(|(i, m)| *m == format!("m{i}")),
+        "{seen:?}"
+    );
+}
+
+#[test]
 fn no_library_thread_outlives_its_last_handle() {
     // Run in a child process so that other tests' threads do not count.
     if std::env::var_os("AIRWS_THREAD_CHILD").is_none() {

@@ -74,11 +74,21 @@ pub struct Receiver {
     /// Zeroed bytes at the end of the message's data, lent by
     /// [`Receiver::payload_room`] and not yet committed.
     room: usize,
+    /// Buffers of delivered messages, given back to carry later ones.
+    spares: Vec<Vec<u8>>,
+    /// Their capacity together.
+    spare_bytes: usize,
 }
 
 /// Reserve at most this much ahead of the data that has arrived: a header
 /// that announces a large frame does not make us allocate it all at once.
 const RESERVE_STEP: u64 = 1 << 20;
+/// The largest buffer [`Receiver::recycle`] keeps.
+const RECYCLE_MAX: usize = 16 << 10;
+/// At most this many bytes of buffers are kept for reuse, in at most
+/// `RECYCLE_COUNT` buffers (enough for the messages of one read).
+const RECYCLE_BYTES: usize = 32 << 10;
+const RECYCLE_COUNT: usize = 64;
 
 impl Receiver {
     /// A receiver for the given role (which decides the masking rule) and limits.
@@ -92,7 +102,53 @@ impl Receiver {
             control: Vec::new(),
             message: None,
             room: 0,
+            spares: Vec::new(),
+            spare_bytes: 0,
         }
+    }
+
+    /// Gives back the buffer of a message that was delivered, so that a later
+    /// message can use it: in steady state a small message then costs no
+    /// allocation. Buffers of up to 16 KiB are kept, 32 KiB of them at most.
+    ///
+    /// ```
+    /// use airws::proto::receiver::{Incoming, Limits, Receiver};
+    /// use airws::proto::Role;
+    ///
+    /// let limits = Limits { max_frame_size: 1024, max_message_size: 1024 };
+    /// let mut r = Receiver::new(Role::Client, limits);
+    /// let mut out = Vec::new();
+    /// r.receive(&[0x82, 3, 1, 2, 3], &mut out).unwrap();
+    /// let Some(Incoming::Binary(first)) = out.pop() else { panic!() };
+    /// let at = first.as_ptr();
+    /// r.recycle(first);
+    /// r.receive(&[0x82, 2, 4, 5], &mut out).unwrap();
+    /// let Some(Incoming::Binary(second)) = out.pop() else { panic!() };
+    /// assert_eq!((second.as_slice(), second.as_ptr()), (&[4u8, 5][..], at));
+    /// ```
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        let size = buf.capacity();
+        if size == 0
+            || size > RECYCLE_MAX
+            || self.spare_bytes + size > RECYCLE_BYTES
+            || self.spares.len() >= RECYCLE_COUNT
+        {
+            return;
+        }
+        buf.clear();
+        self.spare_bytes += size;
+        self.spares.push(buf);
+    }
+
+    /// A buffer for a new message of which `first` bytes are announced.
+    fn message_buffer(&mut self, first: usize) -> Vec<u8> {
+        if self.spares.last().is_some_and(|b| b.capacity() >= first) {
+            if let Some(buf) = self.spares.pop() {
+                self.spare_bytes -= buf.capacity();
+                return buf;
+            }
+        }
+        Vec::with_capacity(first)
     }
 
     /// Whether a close frame was received or a rule was broken: the receiver
@@ -335,9 +391,10 @@ impl Receiver {
                             return Err(ProtocolError::new(MESSAGE_TOO_BIG, "message too big"));
                         }
                         let first = h.payload_len.min(RESERVE_STEP) as usize;
+                        let data = self.message_buffer(first);
                         self.message = Some(Partial {
                             text: h.opcode == OP_TEXT,
-                            data: Vec::with_capacity(first),
+                            data,
                             utf8_checked: 0,
                         });
                     }
@@ -500,6 +557,36 @@ mod tests {
         }
         assert_eq!(whole, (out, res), "whole and byte-by-byte differ");
         whole
+    }
+
+    #[test]
+    fn recycled_buffers_are_bounded_and_reused() {
+        let mut r = Receiver::new(Role::Client, LIMITS);
+        r.recycle(Vec::with_capacity(RECYCLE_MAX + 1));
+        r.recycle(Vec::new());
+        assert!(r.spares.is_empty(), "too large or empty: not kept");
+        for _ in 0..RECYCLE_COUNT + 10 {
+            r.recycle(Vec::with_capacity(16));
+        }
+        assert!(r.spares.len() <= RECYCLE_COUNT);
+        for _ in 0..10 {
+            r.recycle(Vec::with_capacity(RECYCLE_MAX));
+        }
+        assert!(r.spare_bytes <= RECYCLE_BYTES);
+        assert_eq!(
+            r.spare_bytes,
+            r.spares.iter().map(Vec::capacity).sum::<usize>()
+        );
+        // A kept buffer carries the next message, emptied first.
+        let mut r = Receiver::new(Role::Client, LIMITS);
+        let mut old = Vec::with_capacity(64);
+        old.extend_from_slice(b"stale bytes");
+        r.recycle(old);
+        let mut out = Vec::new();
+        r.receive(&sframe(true, OP_BINARY, b"new"), &mut out)
+            .unwrap();
+        assert_eq!(out, vec![Incoming::Binary(b"new".to_vec())]);
+        assert!(r.spares.is_empty() && r.spare_bytes == 0);
     }
 
     #[test]
