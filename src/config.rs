@@ -53,6 +53,12 @@ pub struct Config {
     /// The TLS settings for `wss` connections (trusted roots, client
     /// certificate, ...). Default `None`: the system's roots, with
     /// certificate and host name verification.
+    ///
+    /// When a `certificateError` listener calls `prevent_default()`, the
+    /// connection is made again with a connector that accepts any
+    /// certificate, built by the library: it does not carry this
+    /// connector's client certificate. To reach a server that requires one,
+    /// trust its certificate here (`add_root_certificate`) instead.
     pub tls_connector: Option<native_tls::TlsConnector>,
 }
 
