@@ -20,9 +20,11 @@ use std::time::{Duration, Instant};
 const WRITE_CHUNK: usize = 64 << 10;
 /// Payloads up to this size go out in one write with their header.
 const COALESCE_LIMIT: usize = 16 << 10;
-/// The read buffer: 64 KiB and room for a frame header, so that a 64 KiB
-/// message can arrive in one read.
+/// The read buffer starts at 64 KiB, and grows to `READ_BUFFER_MAX` the
+/// first time a read fills it: a connection that streams large messages then
+/// takes several of them per system call.
 const READ_BUFFER: usize = 64 << 10;
+const READ_BUFFER_MAX: usize = 256 << 10;
 /// Corked frames are written once they reach this many bytes.
 const CORK_LIMIT: usize = 64 << 10;
 /// A payload with at least this much still to come is read straight into
@@ -448,6 +450,9 @@ pub(crate) fn read_loop(
                 }
             }
         };
+        if !direct && n == buf.len() && buf.len() < READ_BUFFER_MAX {
+            buf.resize(READ_BUFFER_MAX, 0);
+        }
         if conn.transport.has_pending_output() {
             conn.flush_tls_output();
         }
