@@ -83,10 +83,28 @@ fn feed(role: Role, limits: Limits, chunks: &[&[u8]]) -> Outcome {
 /// Like `feed`, but payload bytes go where the read loop puts a large
 /// payload's: into the room the receiver lends, at most `max` bytes at a
 /// time. The room is filled with garbage first, so that bytes lent but not
-/// committed would show in the messages.
+/// committed would show in the messages. And as the read loop does, every
+/// delivered message's buffer goes back to the receiver (after its bytes
+/// are copied out, and garbage written into its spare capacity), so that a
+/// recycled buffer's old bytes would show too.
 fn feed_direct(role: Role, limits: Limits, chunks: &[&[u8]], max: usize) -> Outcome {
     let mut r = Receiver::new(role, limits);
     let mut out = Vec::new();
+    let mut delivered = Vec::new();
+    let mut recycle = |r: &mut Receiver, out: &mut Vec<Incoming>| {
+        for item in out.drain(..) {
+            let buf = match &item {
+                Incoming::Text(s) => Some(s.clone().into_bytes()),
+                Incoming::Binary(b) => Some(b.clone()),
+                _ => None,
+            };
+            delivered.push(item);
+            if let Some(mut buf) = buf {
+                buf.resize(buf.capacity().max(8), 0xEE);
+                r.recycle(buf);
+            }
+        }
+    };
     for chunk in chunks {
         let mut rest: &[u8] = chunk;
         while !rest.is_empty() && !r.is_finished() {
@@ -105,13 +123,14 @@ fn feed_direct(role: Role, limits: Limits, chunks: &[&[u8]], max: usize) -> Outc
                     res
                 }
             };
+            recycle(&mut r, &mut out);
             if let Err(e) = res {
                 assert!(r.is_finished(), "not finished after {e}");
-                return (out, Err(e));
+                return (delivered, Err(e));
             }
         }
     }
-    (out, Ok(()))
+    (delivered, Ok(()))
 }
 
 const BIG: Limits = Limits {
