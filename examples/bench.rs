@@ -7,6 +7,7 @@
 //!     cargo run --release --example bench            # everything (a few minutes)
 //!     cargo run --release --example bench -- quick    # shorter cells, one run each
 //!     cargo run --release --example bench -- memory [N]
+//!     cargo run --release --example bench -- clients  # the client table only
 //!     cargo run --release --example bench -- serve airws|tungstenite|raw
 //!     cargo run --release --example bench -- drive PORT SIZE IN_FLIGHT CONNS SECONDS
 //!
@@ -435,7 +436,26 @@ fn pipelined(
 
 /// Our client: `in_flight` messages outstanding, one more sent from the
 /// data listener for each echo.
-fn our_client(port: u16, size: usize, in_flight: usize, duration: Duration) -> f64 {
+/// CPU time this process has used, in seconds (Linux; 0 elsewhere).
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        // utime and stime, in USER_HZ (100 per second on Linux).
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => 0.0,
+    }
+}
+
+/// A client's rate and the CPU time this process spent per message.
+struct ClientRun {
+    msgs_per_s: f64,
+    cpu_us: f64,
+}
+
+fn our_client(port: u16, size: usize, in_flight: usize, duration: Duration) -> ClientRun {
     let ws = WebSocket::new();
     let counted = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -463,17 +483,23 @@ fn our_client(port: u16, size: usize, in_flight: usize, duration: Duration) -> f
     }
     std::thread::sleep(Duration::from_millis(200));
     let before = counted.load(Ordering::Relaxed);
+    let cpu = process_cpu();
     let started = Instant::now();
     std::thread::sleep(duration);
-    let rate = (counted.load(Ordering::Relaxed) - before) as f64 / started.elapsed().as_secs_f64();
+    let n = counted.load(Ordering::Relaxed) - before;
+    let cpu = process_cpu() - cpu;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let _ = ws.close(WebSocket::CLOSE_NORMAL);
     ws.wait_closed(Duration::from_secs(5));
-    rate
+    ClientRun {
+        msgs_per_s: rate,
+        cpu_us: cpu * 1e6 / n.max(1) as f64,
+    }
 }
 
 /// tungstenite's client, the way its sync API is used.
-fn tungstenite_client(port: u16, size: usize, in_flight: usize, duration: Duration) -> f64 {
+fn tungstenite_client(port: u16, size: usize, in_flight: usize, duration: Duration) -> ClientRun {
     use tungstenite::Message;
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream.set_nodelay(true).expect("nodelay");
@@ -488,6 +514,7 @@ fn tungstenite_client(port: u16, size: usize, in_flight: usize, duration: Durati
         ws.read().expect("read");
         ws.send(Message::binary(payload.clone())).expect("send");
     }
+    let cpu = process_cpu();
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed() < duration {
@@ -495,9 +522,13 @@ fn tungstenite_client(port: u16, size: usize, in_flight: usize, duration: Durati
         n += 1;
         ws.send(Message::binary(payload.clone())).expect("send");
     }
+    let cpu = process_cpu() - cpu;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let _ = ws.close(None);
-    rate
+    ClientRun {
+        msgs_per_s: rate,
+        cpu_us: cpu * 1e6 / n.max(1) as f64,
+    }
 }
 
 // ------------------------------------------------------------------ masking
@@ -557,6 +588,31 @@ fn memory(n: usize) {
 
 // ------------------------------------------------------------------ main
 
+/// Our client and tungstenite's against the tungstenite echo server on
+/// `port`: rates, and the CPU time this process spent per message.
+fn clients(port: u16, runs: usize, window: Duration) {
+    println!("\n## Clients, against the tungstenite echo server\n");
+    println!("| size | in flight | airws client msgs/s | tungstenite client msgs/s | ratio | airws CPU µs/msg | tungstenite CPU µs/msg |");
+    println!("|---|---|---|---|---|---|---|");
+    for (size, in_flight) in [(16usize, 1usize), (16, 32), (1024, 32), (64 << 10, 8)] {
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for _ in 0..runs {
+            ours.push(our_client(port, size, in_flight, window));
+            theirs.push(tungstenite_client(port, size, in_flight, window));
+        }
+        let rates = |v: &[ClientRun]| median(v.iter().map(|r| r.msgs_per_s).collect());
+        let cpus = |v: &[ClientRun]| median(v.iter().map(|r| r.cpu_us).collect());
+        let (o, t) = (rates(&ours), rates(&theirs));
+        println!(
+            "| {size} | {in_flight} | {o:.0} | {t:.0} | {:.2} | {:.1} | {:.1} |",
+            o / t.max(1.0),
+            cpus(&ours),
+            cpus(&theirs),
+        );
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -601,6 +657,10 @@ fn main() {
             return memory(n);
         }
         Some("drive") => return drive_one(&args[1..]),
+        Some("clients") => {
+            let server = Server::start("tungstenite");
+            return clients(server.port, 3, Duration::from_secs(1));
+        }
         _ => {}
     }
     let quick = args.first().map(String::as_str) == Some("quick");
@@ -675,28 +735,7 @@ fn main() {
         }
     }
 
-    println!("\n## Clients, against the tungstenite echo server\n");
-    println!("| size | in flight | airws client msgs/s | tungstenite client msgs/s | ratio |");
-    println!("|---|---|---|---|---|");
-    let tung_server = &servers[1];
-    for (size, in_flight) in [(16usize, 1usize), (16, 32), (1024, 32), (64 << 10, 8)] {
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
-        for _ in 0..runs {
-            ours.push(our_client(tung_server.port, size, in_flight, window));
-            theirs.push(tungstenite_client(
-                tung_server.port,
-                size,
-                in_flight,
-                window,
-            ));
-        }
-        let (o, t) = (median(ours), median(theirs));
-        println!(
-            "| {size} | {in_flight} | {o:.0} | {t:.0} | {:.2} |",
-            o / t.max(1.0)
-        );
-    }
+    clients(servers[1].port, runs, window);
 
     let (mask, copy) = masking();
     println!("\n## Masking 1 MiB\n");
