@@ -99,7 +99,7 @@ struct State {
     generation: u64,
     phase: Phase,
     conn: Option<Arc<Conn>>,
-    /// A clone of the socket while connecting, so that `close()` can abort.
+    /// The socket while connecting (shared, not duplicated), so that `close()` can abort.
     pending: Option<Arc<TcpStream>>,
     protocol: String,
     close_reason: i32,
@@ -731,7 +731,7 @@ impl Session {
         self.fail_opening(Some(ABNORMAL), &[Event::new(Event::CLOSE, false)]);
     }
 
-    /// Keeps a clone of the socket so that `close()` can abort the opening.
+    /// Keeps a handle to the socket so that `close()` can abort the opening.
     fn register_pending(&self, tcp: &Arc<TcpStream>) -> bool {
         let mut st = self.shared.state();
         if st.generation != self.generation || st.phase != Phase::Connecting {
