@@ -114,15 +114,7 @@ fn send_message_from_the_server_reaches_a_raw_client_unmasked_in_the_right_lengt
 
 #[test]
 fn send_message_client_frames_are_masked_with_fresh_keys() {
-    let raw = RawServer::new();
-    let (ws, rx) = {
-        let ws = WebSocket::new();
-        let rx = record(&ws);
-        ws.connect(&raw.url(), &[]).expect("connect");
-        (ws, rx)
-    };
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (ws, _rx, mut peer) = client_of_raw_peer();
     let mut keys = std::collections::HashSet::new();
     for i in 0..20 {
         ws.send_message(WebSocket::FMT_BINARY, vec![0u8; 8])
@@ -209,12 +201,7 @@ fn send_message_takes_str_string_slices_and_vecs() {
 
 #[test]
 fn send_message_ping_and_pong_reach_the_peer_with_their_opcodes() {
-    let raw = RawServer::new();
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(&raw.url(), &[]).expect("connect");
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (ws, rx, mut peer) = client_of_raw_peer();
     ws.send_message(WebSocket::FMT_PING, "are you there")
         .expect("ping");
     let f = peer.read();
@@ -237,12 +224,7 @@ fn send_message_ping_and_pong_reach_the_peer_with_their_opcodes() {
 
 #[test]
 fn send_message_fmt_close_starts_the_closing_handshake() {
-    let raw = RawServer::new();
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(&raw.url(), &[]).expect("connect");
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (ws, rx, mut peer) = client_of_raw_peer();
     ws.send_message(WebSocket::FMT_CLOSE, close_payload(4321, "done"))
         .expect("close payload");
     let f = peer.read();
@@ -280,12 +262,7 @@ fn constants_have_airs_values() {
 #[test]
 fn websocket_data_fragmented_message_with_an_interleaved_ping_arrives_whole_and_the_ping_is_answered(
 ) {
-    let raw = RawServer::new();
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(&raw.url(), &[]).expect("connect");
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (_ws, rx, mut peer) = client_of_raw_peer();
     peer.send(RawFrame::new(OP_TEXT, "héllo ").fin(false));
     peer.send(RawFrame::new(OP_PING, "in between"));
     peer.send(RawFrame::new(OP_CONT, "wörld").fin(false));
@@ -377,12 +354,7 @@ fn close_reason_is_1005_for_a_close_frame_without_a_code_and_1006_for_a_dropped_
 
 #[test]
 fn close_with_a_reason_and_code_from_the_raw_server_is_echoed_and_reported() {
-    let raw = RawServer::new();
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(&raw.url(), &[]).expect("connect");
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (_ws, rx, mut peer) = client_of_raw_peer();
     peer.close(4002, "bye");
     let reply = peer.read();
     assert_eq!(reply.close_code(), Some(4002), "the reply echoes the code");
@@ -663,12 +635,7 @@ fn connect_a_refused_upgrade_dispatches_close_not_connect() {
 
 #[test]
 fn send_message_from_another_thread_completes_while_the_read_loop_waits() {
-    let raw = RawServer::new();
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(&raw.url(), &[]).expect("connect");
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (ws, _rx, mut peer) = client_of_raw_peer();
     // Nothing ever arrives: the connection's thread is blocked in read.
     let (done_tx, done_rx) = mpsc::channel();
     let sender = ws.clone();

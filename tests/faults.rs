@@ -209,12 +209,7 @@ fn a_peer_that_resets_mid_frame_ends_with_1006_and_the_server_serves_others_scen
 }
 
 fn a_client_whose_server_vanishes_mid_frame_gets_close_1006_scenario() {
-    let raw = RawServer::new();
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(&raw.url(), &[]).expect("connect");
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (ws, rx, mut peer) = client_of_raw_peer();
     let frame = RawFrame::new(OP_TEXT, "x".repeat(300)).build();
     peer.send_raw(&frame[..100]);
     drop(peer);

@@ -11,12 +11,7 @@ use support::*;
 
 #[test]
 fn ten_thousand_messages_sent_before_close_all_arrive_before_the_close_frame() {
-    let raw = RawServer::new();
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(&raw.url(), &[]).expect("connect");
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (ws, _rx, mut peer) = client_of_raw_peer();
     // The raw server reads on its own thread while we send.
     let reading = std::thread::spawn(move || {
         let mut got = Vec::with_capacity(10_000);
@@ -68,12 +63,7 @@ fn ten_thousand_messages_from_a_server_before_close_all_arrive() {
 
 #[test]
 fn messages_received_before_a_close_frame_reach_listeners_before_close() {
-    let raw = RawServer::new();
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(&raw.url(), &[]).expect("connect");
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (_ws, rx, mut peer) = client_of_raw_peer();
     // 1000 messages and the close frame in one write: the close must not
     // overtake any of them.
     let mut burst = Vec::new();
@@ -91,12 +81,7 @@ fn messages_received_before_a_close_frame_reach_listeners_before_close() {
 
 #[test]
 fn concurrent_senders_on_eight_threads_never_interleave_frames() {
-    let raw = RawServer::new();
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(&raw.url(), &[]).expect("connect");
-    let (mut peer, _) = raw.accept();
-    assert_eq!(next(&rx), Seen::Connect);
+    let (ws, _rx, mut peer) = client_of_raw_peer();
     const THREADS: u8 = 8;
     const EACH: usize = 50;
     let reading = std::thread::spawn(move || {

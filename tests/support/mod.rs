@@ -464,6 +464,18 @@ pub enum Seen {
     Certificate(String),
 }
 
+/// A client `WebSocket` connected to a [`RawServer`] that answered its
+/// upgrade: its events are recorded, and `connect` was already seen.
+pub fn client_of_raw_peer() -> (WebSocket, Receiver<Seen>, RawPeer) {
+    let raw = RawServer::new();
+    let ws = WebSocket::new();
+    let rx = record(&ws);
+    ws.connect(&raw.url(), &[]).expect("connect");
+    let (peer, _) = raw.accept();
+    assert_eq!(next(&rx), Seen::Connect);
+    (ws, rx, peer)
+}
+
 /// Records every event of a `WebSocket` into a channel.
 pub fn record(ws: &WebSocket) -> Receiver<Seen> {
     let (tx, rx) = mpsc::channel();
