@@ -25,18 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The longest any single wait may take.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use crate::support::{
+    accept_key, header, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WAIT,
+};
 
-pub const OP_CONT: u8 = 0x0;
-pub const OP_TEXT: u8 = 0x1;
-pub const OP_BINARY: u8 = 0x2;
-pub const OP_CLOSE: u8 = 0x8;
-pub const OP_PING: u8 = 0x9;
-pub const OP_PONG: u8 = 0xA;
-
-/// The GUID of RFC 6455 §1.3.
-const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// How soon the library, as the server, must close the TCP connection after
 /// its close frame (it does so at once; it would take its whole
 /// `close_timeout`, 5 s by default, if it waited for the client).
@@ -456,19 +448,11 @@ impl Peer {
             .write_all(request.as_bytes())
             .expect("write the upgrade request");
         let head = self.read_head();
-        let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap_or_default();
         assert!(
-            status.starts_with("HTTP/1.1 101"),
+            head.starts_with("HTTP/1.1 101"),
             "the library did not answer 101: {head:?}"
         );
-        let headers: Vec<(&str, &str)> = lines.filter_map(|l| l.split_once(':')).collect();
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim())
-        };
+        let get = |name: &str| header(&head, name);
         assert_eq!(
             get("Sec-WebSocket-Accept"),
             Some(accept_key(&key).as_str()),
@@ -484,19 +468,11 @@ impl Peer {
     /// blank line, answers 101 with the accept key.
     fn server_handshake(&mut self) {
         let head = self.read_head();
-        let mut lines = head.split("\r\n");
-        let request_line = lines.next().unwrap_or_default();
         assert!(
-            request_line.starts_with("GET /conformance HTTP/1.1"),
+            head.starts_with("GET /conformance HTTP/1.1"),
             "unexpected request line in {head:?}"
         );
-        let headers: Vec<(&str, &str)> = lines.filter_map(|l| l.split_once(':')).collect();
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim())
-        };
+        let get = |name: &str| header(&head, name);
         assert_eq!(get("Sec-WebSocket-Version"), Some("13"), "{head:?}");
         assert!(
             get("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")),
@@ -975,14 +951,6 @@ impl Peer {
             }
         }
     }
-}
-
-/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)).
-pub fn accept_key(key: &str) -> String {
-    let mut sha = sha1_smol::Sha1::new();
-    sha.update(key.as_bytes());
-    sha.update(WS_GUID.as_bytes());
-    BASE64.encode(sha.digest().bytes())
 }
 
 /// Accepts one connection within `wait` (the listener polls, so the wait is bounded).
