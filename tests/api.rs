@@ -20,14 +20,6 @@ use std::time::Duration;
 use support::*;
 
 /// Connects a recorded client to `url` and waits for `connect`.
-fn open_client(url: &str, protocols: &[&str]) -> (WebSocket, mpsc::Receiver<Seen>) {
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-    ws.connect(url, protocols).expect("connect");
-    assert_eq!(next(&rx), Seen::Connect);
-    (ws, rx)
-}
-
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }

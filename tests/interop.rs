@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{close_payload, next, nothing_more, record, Seen, WAIT};
+use support::{close_payload, next, nothing_more, open_client, record, Seen, WAIT};
 
 /// The longest wait for a line from a peer.
 const PEER_WAIT: Duration = Duration::from_secs(20);
@@ -223,12 +223,8 @@ impl Drop for PeerProcess {
 fn our_client_against(peer: Peer) {
     let (mut server, port) = PeerProcess::server(peer, &[]);
     let url = format!("ws://127.0.0.1:{port}/");
-    let ws = WebSocket::new();
-    let rx = record(&ws);
-
     // Subprotocol: we offer two, the peer picks `chat`.
-    ws.connect(&url, &["superchat", "chat"]).expect("connect");
-    assert_eq!(next(&rx), Seen::Connect);
+    let (ws, rx) = open_client(&url, &["superchat", "chat"]);
     assert_eq!(ws.protocol(), "chat");
     assert_eq!(server.expect("PROTOCOL"), "chat");
 

@@ -42,12 +42,7 @@ fn ten_thousand_messages_sent_before_close_all_arrive_before_the_close_frame() {
 #[test]
 fn ten_thousand_messages_from_a_server_before_close_all_arrive() {
     let (server, rx) = serve_websockets(Config::default);
-    let client = WebSocket::new();
-    let events = record(&client);
-    client
-        .connect(&format!("ws://127.0.0.1:{}/", server.local_port()), &[])
-        .expect("connect");
-    assert_eq!(next(&events), Seen::Connect);
+    let (_client, events) = open_client(&format!("ws://127.0.0.1:{}/", server.local_port()), &[]);
     let ws = rx.recv_timeout(WAIT).expect("server side");
     for i in 0..10_000 {
         ws.send_message(WebSocket::FMT_BINARY, (i as u32).to_be_bytes().to_vec())
@@ -131,12 +126,7 @@ fn large_messages_sent_both_ways_at_once_from_other_threads_both_arrive() {
     // must keep reading (and not wait for its own end's writer), or both
     // writes stall until the write timeout.
     let (server, rx) = serve_websockets(Config::default);
-    let client = WebSocket::new();
-    let events = record(&client);
-    client
-        .connect(&format!("ws://127.0.0.1:{}/", server.local_port()), &[])
-        .expect("connect");
-    assert_eq!(next(&events), Seen::Connect);
+    let (client, events) = open_client(&format!("ws://127.0.0.1:{}/", server.local_port()), &[]);
     let server_ws = rx.recv_timeout(WAIT).expect("server side");
     let server_events = record(&server_ws);
     let big = |b: u8| vec![b; 12 << 20];

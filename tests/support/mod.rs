@@ -464,6 +464,16 @@ pub enum Seen {
     Certificate(String),
 }
 
+/// A client `WebSocket` connected to `url`: its events are recorded, and
+/// `connect` was already seen.
+pub fn open_client(url: &str, protocols: &[&str]) -> (WebSocket, Receiver<Seen>) {
+    let ws = WebSocket::new();
+    let rx = record(&ws);
+    ws.connect(url, protocols).expect("connect");
+    assert_eq!(next(&rx), Seen::Connect);
+    (ws, rx)
+}
+
 /// A client `WebSocket` connected to a [`RawServer`] that answered its
 /// upgrade: its events are recorded, and `connect` was already seen.
 pub fn client_of_raw_peer() -> (WebSocket, Receiver<Seen>, RawPeer) {
