@@ -165,11 +165,7 @@ fn certificate_error_not_prevented_never_connects_and_closes_with_1015() {
 #[test]
 fn certificate_error_prevented_connects_and_echo_works() {
     let server = EchoServer::tls(localhost_acceptor());
-    let ws = WebSocket::new();
-    let counts = CertificateErrors::listen(&ws, true);
-    let rx = record(&ws);
-    ws.connect(&wss_url("127.0.0.1", server.port), &[])
-        .expect("connect");
+    let (ws, counts, rx) = wss_client_allowing_certificates(server.port);
     let first = next(&rx);
     assert!(matches!(first, Seen::Certificate(_)), "{first:?}");
     assert_eq!(next(&rx), Seen::Connect);
@@ -437,17 +433,26 @@ fn not_tls_server(answer: &'static [u8], max: usize) -> (u16, std::thread::JoinH
     (port, server)
 }
 
+/// A client connecting to a wss server on `port` at 127.0.0.1, whose
+/// `certificateError` listener allows the connection; its events recorded.
+fn wss_client_allowing_certificates(
+    port: u16,
+) -> (WebSocket, CertificateErrors, mpsc::Receiver<Seen>) {
+    let ws = WebSocket::new();
+    let counts = CertificateErrors::listen(&ws, true);
+    let rx = record(&ws);
+    ws.connect(&wss_url("127.0.0.1", port), &[])
+        .expect("connect");
+    (ws, counts, rx)
+}
+
 #[test]
 fn a_server_that_does_not_speak_tls_is_a_security_error() {
     // Each attempt gets an HTTP answer instead of a TLS record. The library
     // makes two (the second, unverified, tells certificate errors from other
     // TLS failures); both fail, so the problem is not the certificate.
     let (port, server) = not_tls_server(b"HTTP/1.1 400 Bad Request\r\n\r\n", 2);
-    let ws = WebSocket::new();
-    let counts = CertificateErrors::listen(&ws, true);
-    let rx = record(&ws);
-    ws.connect(&wss_url("127.0.0.1", port), &[])
-        .expect("connect");
+    let (ws, counts, rx) = wss_client_allowing_certificates(port);
     match next(&rx) {
         Seen::Security(text) => assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}"),
         other => panic!("expected securityError, got {other:?}"),
@@ -465,11 +470,7 @@ fn a_server_that_does_not_speak_tls_is_a_security_error() {
 #[test]
 fn a_server_that_hangs_up_during_tls_is_an_io_error() {
     let (port, server) = not_tls_server(b"", 1);
-    let ws = WebSocket::new();
-    let counts = CertificateErrors::listen(&ws, true);
-    let rx = record(&ws);
-    ws.connect(&wss_url("127.0.0.1", port), &[])
-        .expect("connect");
+    let (ws, counts, rx) = wss_client_allowing_certificates(port);
     match next(&rx) {
         Seen::IoError(id, text) => {
             assert_eq!(id, 2031);
