@@ -71,8 +71,9 @@ pub struct Receiver {
     header_len: usize,
     control: Vec<u8>,
     message: Option<Partial>,
-    /// Zeroed bytes at the end of the message's data, lent by
-    /// [`Receiver::payload_room`] and not yet committed.
+    /// Bytes at the end of the message's data that are not payload: the
+    /// room [`Receiver::payload_room`] lent, or what a read did not fill of
+    /// it, kept for the next read so that it is not zeroed again.
     room: usize,
     /// Buffers of delivered messages, given back to carry later ones.
     spares: Vec<Vec<u8>>,
@@ -177,8 +178,9 @@ impl Receiver {
     /// the message being assembled, when at least `min` bytes of it are still
     /// to come: the caller reads the peer's bytes straight into it (saving a
     /// copy of large payloads), then passes how many it read to
-    /// [`Receiver::commit_room`]. The room holds at most `max` bytes; it is
-    /// zeroed, and counts against the message's limits like received data.
+    /// [`Receiver::commit_room`]. The room holds at most `max` bytes, whose
+    /// contents are unspecified (zeros, or what an earlier read left), and
+    /// counts against the message's limits like received data.
     ///
     /// `None` when the receiver is elsewhere (a header, a control frame, a
     /// short remainder): feed the bytes to [`Receiver::receive`] instead.
@@ -199,17 +201,20 @@ impl Receiver {
     /// assert_eq!(out, vec![Incoming::Binary(vec![7; 1000])]);
     /// ```
     pub fn payload_room(&mut self, min: usize, max: usize) -> Option<&mut [u8]> {
-        self.drop_room();
         let State::Payload { header, done } = self.state else {
+            self.drop_room();
             return None;
         };
         let remaining = header.payload_len - done;
-        if header.is_control() || remaining < min as u64 {
+        if header.is_control() || remaining < min as u64 || self.message.is_none() {
+            self.drop_room();
             return None;
         }
         let m = self.message.as_mut()?;
         let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(max);
-        let start = m.data.len();
+        let start = m.data.len() - self.room;
+        // Room left by the last read is reused as it is; only new bytes are
+        // zeroed.
         m.data.resize(start + want, 0);
         self.room = want;
         Some(&mut m.data[start..])
@@ -239,15 +244,18 @@ impl Receiver {
             return Ok(());
         };
         let start = m.data.len() - room;
-        m.data.truncate(start + n);
+        // What the read did not fill stays, as room for the next one. (When
+        // this completes the frame, the read filled it all: the room never
+        // exceeds what the frame still has to bring.)
+        self.room = room - n;
         if n == 0 {
             return Ok(());
         }
-        self.accept_stored(&header, done, start)?;
+        self.accept_stored(&header, done, start, start + n)?;
         self.payload_advanced(header, done + n as u64, out)
     }
 
-    /// Gives back a room that was lent and not committed.
+    /// Drops the room (lent, or left over from a read) from the message.
     fn drop_room(&mut self) {
         let room = std::mem::take(&mut self.room);
         if let Some(m) = self.message.as_mut() {
@@ -259,6 +267,7 @@ impl Receiver {
     fn settle(&mut self, result: Result<(), ProtocolError>) -> Result<(), ProtocolError> {
         if result.is_err() {
             self.state = State::Finished;
+            self.room = 0;
             self.message = None;
             self.control = Vec::new();
         }
@@ -440,16 +449,18 @@ impl Receiver {
         };
         let start = m.data.len();
         append(&mut m.data, chunk);
-        self.accept_stored(h, done, start)
+        let end = m.data.len();
+        self.accept_stored(h, done, start, end)
     }
 
-    /// Unmasks and checks the payload bytes stored in the message from
-    /// `start` on, which begin `done` bytes into the frame's payload.
+    /// Unmasks and checks the payload bytes stored in the message at
+    /// `start..end`, which begin `done` bytes into the frame's payload.
     fn accept_stored(
         &mut self,
         h: &FrameHeader,
         done: u64,
         start: usize,
+        end: usize,
     ) -> Result<(), ProtocolError> {
         let Some(m) = self.message.as_mut() else {
             return Err(ProtocolError::new(
@@ -458,9 +469,9 @@ impl Receiver {
             ));
         };
         if let Some(key) = h.mask {
-            apply_mask(&mut m.data[start..], key, (done % 4) as usize);
+            apply_mask(&mut m.data[start..end], key, (done % 4) as usize);
         }
-        if m.text && !utf8::advance(&m.data, &mut m.utf8_checked) {
+        if m.text && !utf8::advance(&m.data[..end], &mut m.utf8_checked) {
             return Err(ProtocolError::new(
                 INVALID_PAYLOAD,
                 "text message is not valid UTF-8",
