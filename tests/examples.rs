@@ -32,6 +32,17 @@ impl Drop for Kill {
 }
 
 /// Starts the echo server on a free port and returns it with its URL.
+/// The output of `child` once it exits, which it must do within 30 s.
+fn output_within_30_s(child: Child, what: &str) -> std::process::Output {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect(what)
+        .expect("its output")
+}
+
 fn start_echo_server() -> (Kill, String) {
     let mut child = Command::new(example("echo_server"))
         .arg("127.0.0.1:0")
@@ -80,14 +91,7 @@ fn client_and_echo_server_work_against_each_other() {
             writeln!(stdin, "{l}").expect("write to client");
         }
     } // stdin closed: the client sends a close and exits after the reply
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(client.wait_with_output());
-    });
-    let out = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("client exits after stdin ends")
-        .expect("client output");
+    let out = output_within_30_s(client, "client exits after stdin ends");
     let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "client failed: {stderr}");
@@ -122,14 +126,7 @@ fn air_port_runs_its_exchange_and_exits_zero() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start air_port");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("air_port exits by itself")
-        .expect("air_port output");
+    let out = output_within_30_s(child, "air_port exits by itself");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
