@@ -679,7 +679,12 @@ impl Session {
     /// Dispatches an event to the listeners, with the `WebSocket` as target
     /// while a user handle exists.
     fn dispatch(&self, event: &Event) {
-        event.set_target(self.target());
+        self.dispatch_with(event, self.target());
+    }
+
+    /// Dispatches `event` with `target` set while the listeners run.
+    fn dispatch_with(&self, event: &Event, target: Option<EventTarget>) {
+        event.set_target(target);
         self.shared.listeners.dispatch(event);
         event.set_target(None);
     }
@@ -1157,9 +1162,7 @@ impl connection::Deliver for DataEvents<'_> {
             .target
             .get_or_insert_with(|| self.session.target())
             .clone();
-        event.set_target(target);
-        self.session.shared.listeners.dispatch(&event);
-        event.set_target(None);
+        self.session.dispatch_with(&event, target);
         event.into_message_bytes()
     }
 
