@@ -1,6 +1,7 @@
 //! The raw peer of the conformance tests, written from RFC 6455 without the
-//! library's code: a frame encoder (any opcode, FIN and RSV bits, the three
-//! length forms, masked or not, a length that may lie), a frame decoder with
+//! library's code: a frame encoder (`RawFrame` of tests/support: any opcode,
+//! FIN and RSV bits, the three length forms, masked or not, a length that may
+//! lie), a frame decoder with
 //! a bounded wait, and the opening handshake done by hand on both sides.
 //!
 //! A [`Peer`] is one connection between the raw peer and the library. In
@@ -26,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use crate::support::{
-    accept_key, header, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WAIT,
+    accept_key, header, RawFrame, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WAIT,
 };
 
 /// How soon the library, as the server, must close the TCP connection after
@@ -172,9 +173,9 @@ pub fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
     p
 }
 
-/// Encodes one frame: the header with the shortest length form for the
-/// (claimed) length, the masking key when there is one, and the payload,
-/// masked with it.
+/// Encodes one frame (`RawFrame::build` of tests/support): the header with
+/// the shortest length form for the (claimed) length, the masking key when
+/// there is one, and the payload, masked with it.
 pub fn encode(
     fin: bool,
     rsv: u8,
@@ -183,28 +184,15 @@ pub fn encode(
     len_field: u64,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(u8::from(fin) << 7 | (rsv & 0x7) << 4 | (opcode & 0xF));
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    if len_field < 126 {
-        out.push(mask_bit | len_field as u8);
-    } else if len_field <= 0xFFFF {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&(len_field as u16).to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&len_field.to_be_bytes());
+    RawFrame {
+        fin,
+        rsv,
+        opcode,
+        payload: payload.to_vec(),
+        mask,
+        claimed_len: Some(len_field),
     }
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            let start = out.len();
-            out.extend_from_slice(payload);
-            xor_mask(&mut out[start..], key);
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
+    .build()
 }
 
 /// XORs `data` with the masking key (RFC 6455 §5.3), from offset 0.
