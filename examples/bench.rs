@@ -9,7 +9,7 @@
 //!     cargo run --release --example bench -- memory [N]
 //!     cargo run --release --example bench -- clients  # the client table only
 //!     cargo run --release --example bench -- serve airws|tungstenite|raw
-//!     cargo run --release --example bench -- drive PORT SIZE IN_FLIGHT CONNS SECONDS
+//!     cargo run --release --example bench -- drive PORT SIZE IN_FLIGHT CONNS SECONDS [SERVER_PID]
 //!
 //! Each server runs in its own process (this binary, started again with
 //! `serve KIND`), so that its memory can be read from /proc. Every figure is
@@ -300,10 +300,14 @@ struct Measure {
     mb_per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    /// The server's CPU time (user + system) per message echoed in the
+    /// measured window, in µs; 0 when it cannot be read.
+    server_cpu_us: f64,
 }
 
-/// Drives `port` with `cell` for `duration`.
-fn drive(port: u16, cell: Cell, duration: Duration) -> io::Result<Measure> {
+/// Drives `port` with `cell` for `duration`; `server` is the server's PID,
+/// whose CPU time is read around the measured window.
+fn drive(port: u16, cell: Cell, duration: Duration, server: Option<u32>) -> io::Result<Measure> {
     let frame = Arc::new(frame(cell.size));
     let stop = Arc::new(AtomicBool::new(false));
     let counted = Arc::new(AtomicU64::new(0));
@@ -333,9 +337,11 @@ fn drive(port: u16, cell: Cell, duration: Duration) -> io::Result<Measure> {
     // A short warm-up, then the measured window.
     std::thread::sleep(Duration::from_millis(200));
     let before = counted.load(Ordering::Relaxed);
+    let cpu_before = server.map(cpu_seconds);
     let started = Instant::now();
     std::thread::sleep(duration);
     let after = counted.load(Ordering::Relaxed);
+    let cpu = server.map(cpu_seconds).zip(cpu_before).map(|(a, b)| a - b);
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -357,6 +363,7 @@ fn drive(port: u16, cell: Cell, duration: Duration) -> io::Result<Measure> {
         mb_per_s: msgs * cell.size as f64 / 1e6,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
+        server_cpu_us: cpu.map_or(0.0, |c| c * 1e6 / (after - before).max(1) as f64),
     })
 }
 
@@ -438,7 +445,13 @@ fn pipelined(
 /// data listener for each echo.
 /// CPU time this process has used, in seconds (Linux; 0 elsewhere).
 fn process_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds(std::process::id())
+}
+
+/// CPU time (user + system, all threads) process `pid` has used, in
+/// seconds, from `/proc/PID/stat` (Linux; 0 elsewhere).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
@@ -636,10 +649,11 @@ fn drive_one(args: &[String]) {
         connections: num(3, 1).max(1),
     };
     let seconds = num(4, 5).clamp(1, 600) as u64;
-    match drive(port, cell, Duration::from_secs(seconds)) {
+    let server = args.get(5).and_then(|a| a.parse::<u32>().ok());
+    match drive(port, cell, Duration::from_secs(seconds), server) {
         Ok(m) => println!(
-            "{cell:?}: {:.0} msgs/s, {:.0} MB/s, p50 {:.0} µs, p99 {:.0} µs",
-            m.msgs_per_s, m.mb_per_s, m.p50_us, m.p99_us
+            "{cell:?}: {:.0} msgs/s, {:.0} MB/s, p50 {:.0} µs, p99 {:.0} µs, server CPU {:.2} µs/msg",
+            m.msgs_per_s, m.mb_per_s, m.p50_us, m.p99_us, m.server_cpu_us
         ),
         Err(e) => {
             eprintln!("{cell:?}: {e}");
@@ -681,8 +695,8 @@ fn main() {
         runs, window
     );
     println!("## Echo servers\n");
-    println!("| size | in flight | conns | airws msgs/s | MB/s | p50 µs | p99 µs | tungstenite msgs/s | raw TCP msgs/s | airws/tungstenite | airws/raw |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| size | in flight | conns | airws msgs/s | MB/s | p50 µs | p99 µs | tungstenite msgs/s | raw TCP msgs/s | airws/tungstenite | airws/raw | server CPU µs/msg: airws | tungstenite | raw |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for size in [16usize, 1024, 64 << 10, 1 << 20] {
         for in_flight in [1usize, 32] {
             for connections in [1usize, 16] {
@@ -699,7 +713,7 @@ fn main() {
                 let mut results: Vec<Vec<Measure>> = vec![Vec::new(); servers.len()];
                 for _ in 0..runs {
                     for (i, s) in servers.iter().enumerate() {
-                        match drive(s.port, cell, window) {
+                        match drive(s.port, cell, window, Some(s.child.id())) {
                             Ok(m) => results[i].push(m),
                             Err(e) => eprintln!("{} {cell:?}: {e}", s.kind),
                         }
@@ -719,14 +733,17 @@ fn main() {
                     ("".into(), "".into())
                 };
                 println!(
-                    "| {size} | {in_flight} | {connections} | {ours:.0} | {:.0} | {p50} | {p99} | {tung:.0} | {raw:.0} | {:.2} | {:.2} |",
+                    "| {size} | {in_flight} | {connections} | {ours:.0} | {:.0} | {p50} | {p99} | {tung:.0} | {raw:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                     med(0, |m| m.mb_per_s),
                     ours / tung.max(1.0),
                     ours / raw.max(1.0),
+                    med(0, |m| m.server_cpu_us),
+                    med(1, |m| m.server_cpu_us),
+                    med(2, |m| m.server_cpu_us),
                 );
                 if in_flight == 1 && connections == 1 {
                     println!(
-                        "|  | p50 µs: tungstenite {:.0}, raw {:.0} |  |  |  |  |  |  |  |  |  |",
+                        "|  | p50 µs: tungstenite {:.0}, raw {:.0} |  |  |  |  |  |  |  |  |  |  |  |  |",
                         med(1, |m| m.p50_us),
                         med(2, |m| m.p50_us)
                     );
