@@ -1,13 +1,22 @@
-//! One live connection: its writer (shared by every thread that sends) and
-//! the read loop that runs on the connection's thread.
+//! One live connection in the blocking layer: the protocol state machine
+//! ([`proto::connection::Connection`](crate::proto::connection::Connection))
+//! behind a mutex that is only held for memory work, the writes of every
+//! thread that sends, and the read loop of the connection's thread.
+//!
+//! Writes: whoever has bytes to send takes the *writer role* (a flag under
+//! the mutex, not a lock held across the write), takes everything queued
+//! from the protocol and writes it with no lock held, and goes on until the
+//! queue is empty. A thread that finds another writing leaves its frames in
+//! the queue for that writer: a pong or a close frame waits for at most the
+//! frame being written. Large messages go out in fragments of
+//! [`FRAGMENT_SIZE`], so that frame is never longer than that; only one
+//! data message is under way at a time, so messages never interleave.
 
 use crate::error::Error;
-use crate::proto::bytes::append;
-use crate::proto::close::{self, ABNORMAL};
-use crate::proto::frame::{OP_CLOSE, OP_PONG};
-use crate::proto::mask::extend_masked;
-use crate::proto::receiver::{Incoming, Receiver};
-use crate::proto::sender::{CloseHandshake, Sender};
+use crate::proto::connection::{Connection, Ending, SendError, Settings};
+use crate::proto::frame::{OP_CONTINUATION, OP_PING, OP_PONG};
+use crate::proto::receiver::Incoming;
+use crate::proto::sender::OutgoingHeader;
 use crate::proto::Role;
 use crate::transport::Transport;
 use std::io;
@@ -16,9 +25,13 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-/// Mask and write a client's payload in pieces of this size.
-const WRITE_CHUNK: usize = 64 << 10;
-/// Payloads up to this size go out in one write with their header.
+/// Data messages longer than this go out as several frames of at most
+/// this size, so that a pong or a close frame never waits behind more
+/// than this many bytes of another message (RFC 6455 §5.4 lets control
+/// frames go between fragments).
+pub(crate) const FRAGMENT_SIZE: usize = 256 << 10;
+/// A server's frames up to this size are copied after their header into one
+/// write; larger ones go out with their header in one vectored write.
 const COALESCE_LIMIT: usize = 16 << 10;
 /// The read buffer starts at 64 KiB, and grows to `READ_BUFFER_MAX` the
 /// first time a read fills it: a connection that streams large messages then
@@ -32,17 +45,26 @@ const CORK_LIMIT: usize = 64 << 10;
 /// the read buffer.
 const DIRECT_READ_MIN: usize = 16 << 10;
 const DIRECT_READ_MAX: usize = 256 << 10;
+/// The writer keeps a buffer of at most this capacity between writes.
+const KEEP_BUFFER: usize = 256 << 10;
 
-/// The state every sender shares, behind the writer lock.
+/// What the mutex guards: the protocol and the writer role.
 #[derive(Debug)]
-pub(crate) struct Writer {
-    sender: Sender,
-    close: CloseHandshake,
-    scratch: Vec<u8>,
-    spare: Vec<u8>,
-    /// Frames sent by listeners while the connection's thread handles what
-    /// one read brought, written together before it reads again (corking).
-    corked: Vec<u8>,
+struct Locked {
+    proto: Connection,
+    /// A thread is writing to the socket (the writer role).
+    writing: bool,
+    /// A write failed: the socket is shut down and nothing more is sent.
+    broken: Option<io::ErrorKind>,
+    /// Queue takes begun and finished by writers: a sender whose frames are
+    /// queued knows they are written when the next take has finished.
+    takes_started: u64,
+    takes_done: u64,
+    /// The writer's buffers, lent to whoever holds the writer role.
+    buf: Vec<u8>,
+    tls_spare: Vec<u8>,
+    /// Threads waiting on `Conn::changed`.
+    waiters: usize,
 }
 
 /// A connection after its TCP (and TLS) setup.
@@ -50,229 +72,275 @@ pub(crate) struct Writer {
 pub(crate) struct Conn {
     pub(crate) role: Role,
     pub(crate) transport: Transport,
-    writer: Mutex<Writer>,
-    /// Mirrors `Writer::close.sent()`, readable without the writer lock.
-    close_sent: AtomicBool,
+    locked: Mutex<Locked>,
+    /// Signalled when the writer role is released, a take is written, a
+    /// message ends or the connection starts closing.
+    changed: Condvar,
     /// Set by the connection's thread while it dispatches what one read
-    /// brought: its own sends are corked until it is about to read again.
+    /// brought: its own small sends are corked (queued without a write)
+    /// until it is about to read again.
     cork: AtomicBool,
-    /// Whether `Writer::corked` holds frames, readable without the writer
-    /// lock: the read loop locks the writer before a read only when it does,
-    /// so it never waits behind another thread's long write for nothing.
-    has_corked: AtomicBool,
     finished: Mutex<bool>,
     finished_cv: Condvar,
     reader_thread: OnceLock<ThreadId>,
 }
 
 impl Conn {
-    pub(crate) fn new(role: Role, transport: Transport) -> Conn {
+    pub(crate) fn new(role: Role, transport: Transport, settings: Settings) -> Conn {
         Conn {
             role,
             transport,
-            writer: Mutex::new(Writer {
-                sender: Sender::new(role),
-                close: CloseHandshake::default(),
-                scratch: Vec::new(),
-                spare: Vec::new(),
-                corked: Vec::new(),
+            locked: Mutex::new(Locked {
+                proto: Connection::new(role, settings, Instant::now()),
+                writing: false,
+                broken: None,
+                takes_started: 0,
+                takes_done: 0,
+                buf: Vec::new(),
+                tls_spare: Vec::new(),
+                waiters: 0,
             }),
+            changed: Condvar::new(),
             cork: AtomicBool::new(false),
-            has_corked: AtomicBool::new(false),
-            close_sent: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
             reader_thread: OnceLock::new(),
         }
     }
 
-    fn writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Locked> {
+        self.locked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether another thread holds the writer (a write in progress).
-    pub(crate) fn writer_busy(&self) -> bool {
-        matches!(
-            self.writer.try_lock(),
-            Err(std::sync::TryLockError::WouldBlock)
-        )
+    fn wait<'a>(&'a self, mut guard: MutexGuard<'a, Locked>) -> MutexGuard<'a, Locked> {
+        guard.waiters += 1;
+        let mut guard = self.changed.wait(guard).unwrap_or_else(|p| p.into_inner());
+        guard.waiters -= 1;
+        guard
     }
 
-    /// Writes raw bytes (the handshake's HTTP head).
+    /// Wakes the threads waiting for a change, if any (a wake is a system
+    /// call; most writes have nobody to wake).
+    fn wake(&self, st: &Locked) {
+        if st.waiters > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Writes raw bytes (the handshake's HTTP head), before the connection
+    /// is shared with other threads.
     pub(crate) fn write_raw(&self, data: &[u8]) -> io::Result<()> {
-        let mut w = self.writer();
-        self.transport.write_all(data, &mut w.spare)
+        let mut spare = Vec::new();
+        self.transport.write_all(data, &mut spare)
     }
 
-    /// Writes one frame. A failed write leaves a partial frame on the wire,
-    /// so the connection cannot go on: the socket is shut down.
-    fn write_frame(&self, w: &mut Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        // Corked frames were sent first: they go first.
-        let result = self
-            .write_corked(w)
-            .and_then(|()| self.write_frame_inner(w, opcode, payload));
-        if result.is_err() {
-            self.transport.shutdown();
-        }
-        result
-    }
-
-    fn write_frame_inner(&self, w: &mut Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let h = w
-            .sender
-            .header(opcode, payload.len() as u64)
-            .map_err(io::Error::other)?;
-        let Writer { scratch, spare, .. } = w;
-        match h.mask {
-            None if payload.len() > COALESCE_LIMIT => {
-                self.transport.write_all_parts(h.as_bytes(), payload, spare)
-            }
-            None => {
-                scratch.clear();
-                scratch.extend_from_slice(h.as_bytes());
-                append(scratch, payload);
-                self.transport.write_all(scratch, spare)
-            }
-            Some(key) => {
-                scratch.clear();
-                scratch.extend_from_slice(h.as_bytes());
-                if payload.is_empty() {
-                    return self.transport.write_all(scratch, spare);
-                }
-                for (i, chunk) in payload.chunks(WRITE_CHUNK).enumerate() {
-                    if i > 0 {
-                        scratch.clear();
-                    }
-                    extend_masked(scratch, chunk, key, 0);
-                    self.transport.write_all(scratch, spare)?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn write_corked(&self, w: &mut Writer) -> io::Result<()> {
-        if w.corked.is_empty() {
-            return Ok(());
-        }
-        let Writer { corked, spare, .. } = w;
-        let result = self.transport.write_all(corked, spare);
-        corked.clear();
-        self.has_corked.store(false, Ordering::SeqCst);
-        result
-    }
-
-    /// Appends a frame to the corked bytes.
-    fn cork_frame(w: &mut Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let h = w
-            .sender
-            .header(opcode, payload.len() as u64)
-            .map_err(io::Error::other)?;
-        w.corked.extend_from_slice(h.as_bytes());
-        match h.mask {
-            Some(key) => extend_masked(&mut w.corked, payload, key, 0),
-            None => append(&mut w.corked, payload),
-        }
-        Ok(())
-    }
-
-    /// Writes what was corked; the connection's thread calls it before it
-    /// blocks in a read again.
-    pub(crate) fn uncork(&self) {
-        self.cork.store(false, Ordering::SeqCst);
-        if !self.has_corked.load(Ordering::SeqCst) {
-            return;
-        }
-        let mut w = self.writer();
-        if let Err(e) = self.write_corked(&mut w) {
-            log::debug!("writing corked frames failed: {e}");
-            self.transport.shutdown();
-        }
-    }
-
-    /// Sends a data or control message; fails once a close frame was sent.
+    /// Sends a data message (`OP_TEXT`, `OP_BINARY`) or a ping or pong;
+    /// fails once a close frame was sent.
     ///
     /// A small message sent by a listener on the connection's thread is
     /// corked: written together with the others sent while handling the same
-    /// read, just before the thread reads again. Any other send goes out at
-    /// once (after what was corked).
+    /// read, just before the thread reads again. Any other send returns once
+    /// its frames are written (by this thread, or by the one that was
+    /// writing when they were queued).
     pub(crate) fn send(&self, opcode: u8, payload: &[u8]) -> Result<(), Error> {
-        let mut w = self.writer();
-        if w.close.sent() {
-            return Err(Error::illegal(
-                "the WebSocket is closing: no message may follow the close frame",
-            ));
-        }
-        if payload.len() <= COALESCE_LIMIT
-            && self.cork.load(Ordering::SeqCst)
-            && self.is_reader_thread()
+        let control = opcode == OP_PING || opcode == OP_PONG;
+        let mut st = self.lock();
+        if control
+            || payload.len() <= COALESCE_LIMIT
+            || (self.role == Role::Client && payload.len() <= FRAGMENT_SIZE)
         {
-            let mut result = Self::cork_frame(&mut w, opcode, payload);
-            self.has_corked.store(true, Ordering::SeqCst);
-            if result.is_ok() && w.corked.len() >= CORK_LIMIT {
-                result = self.write_corked(&mut w);
-                if result.is_err() {
-                    self.transport.shutdown();
-                }
+            st = self.wait_for_turn(st, control)?;
+            st.proto
+                .send_frame(opcode, payload, true)
+                .map_err(send_error)?;
+            if payload.len() <= COALESCE_LIMIT
+                && self.cork.load(Ordering::Relaxed)
+                && st.proto.queued_len() < CORK_LIMIT
+                && self.is_reader_thread()
+            {
+                return Ok(());
             }
-            return result.map_err(Error::Io);
+            return self.flush(st, true).map(drop);
         }
-        let result = self.write_frame(&mut w, opcode, payload);
-        drop(w);
-        result.map_err(|e| {
-            // The reader will see the broken socket and report it.
-            self.transport.shutdown();
-            Error::Io(e)
-        })
+        // Fragments; a server writes each payload piece straight from the
+        // caller's buffer, a client masks it into the queue.
+        st = self.wait_for_turn(st, false)?;
+        let mut rest = payload;
+        let mut op = opcode;
+        loop {
+            let (piece, tail) = rest.split_at(rest.len().min(FRAGMENT_SIZE));
+            let fin = tail.is_empty();
+            st = match self.role {
+                Role::Client => {
+                    st.proto.send_frame(op, piece, fin).map_err(send_error)?;
+                    self.flush(st, true)?
+                }
+                Role::Server => self.write_direct(st, op, piece, fin)?,
+            };
+            if fin {
+                self.wake(&st);
+                return Ok(());
+            }
+            rest = tail;
+            op = OP_CONTINUATION;
+        }
     }
 
-    /// Sends a close frame unless one was sent. Returns whether it sent one.
+    /// Waits until a new data message may begin (no other one is being
+    /// sent in fragments); a control frame need not wait.
+    fn wait_for_turn<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, Locked>,
+        control: bool,
+    ) -> Result<MutexGuard<'a, Locked>, Error> {
+        loop {
+            if let Some(kind) = st.broken {
+                return Err(Error::Io(kind.into()));
+            }
+            if st.proto.close_sent() {
+                return Err(send_error(SendError::Closing));
+            }
+            if control || !st.proto.sending_message() {
+                return Ok(st);
+            }
+            st = self.wait(st);
+        }
+    }
+
+    /// Gets what is queued written: takes the writer role and writes, or
+    /// leaves it to the thread that holds the role. With `wait`, returns
+    /// once the frames queued so far are written.
+    fn flush<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, Locked>,
+        wait: bool,
+    ) -> Result<MutexGuard<'a, Locked>, Error> {
+        let mine = st.takes_started + 1;
+        loop {
+            if st.takes_done >= mine {
+                return Ok(st);
+            }
+            if let Some(kind) = st.broken {
+                return Err(Error::Io(kind.into()));
+            }
+            if !st.writing {
+                st = self.write_out(st, None);
+                continue;
+            }
+            if !wait {
+                return Ok(st);
+            }
+            st = self.wait(st);
+        }
+    }
+
+    /// Writes a frame whose payload is the caller's buffer (after what is
+    /// queued before it), as the writer.
+    fn write_direct<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, Locked>,
+        opcode: u8,
+        payload: &[u8],
+        fin: bool,
+    ) -> Result<MutexGuard<'a, Locked>, Error> {
+        while st.writing && st.broken.is_none() {
+            st = self.wait(st);
+        }
+        if let Some(kind) = st.broken {
+            return Err(Error::Io(kind.into()));
+        }
+        let header = st
+            .proto
+            .frame_header(opcode, payload.len() as u64, fin)
+            .map_err(send_error)?;
+        st = self.write_out(st, Some((header, payload)));
+        match st.broken {
+            Some(kind) => Err(Error::Io(kind.into())),
+            None => Ok(st),
+        }
+    }
+
+    /// Takes the writer role and writes until nothing is queued: `direct`
+    /// first (a header and the payload it announces, after the frames
+    /// queued before it). Returns with the role released.
+    fn write_out<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, Locked>,
+        mut direct: Option<(OutgoingHeader, &[u8])>,
+    ) -> MutexGuard<'a, Locked> {
+        st.writing = true;
+        let mut buf = std::mem::take(&mut st.buf);
+        let mut spare = std::mem::take(&mut st.tls_spare);
+        loop {
+            if st.broken.is_some() {
+                break;
+            }
+            let tls_output =
+                direct.is_none() && !st.proto.has_transmit() && self.transport.has_pending_output();
+            if direct.is_none() && !st.proto.has_transmit() && !tls_output {
+                break;
+            }
+            buf.clear();
+            let shutdown = st.proto.poll_transmit(&mut buf);
+            st.takes_started += 1;
+            drop(st);
+            let written = match direct.take() {
+                Some((header, payload)) => {
+                    self.transport
+                        .write_all_parts(&buf, header.as_bytes(), payload, &mut spare)
+                }
+                None => self.transport.write_all(&buf, &mut spare),
+            };
+            if written.is_ok() && shutdown {
+                self.transport.shutdown_write();
+            }
+            st = self.lock();
+            st.takes_done += 1;
+            if let Err(e) = written {
+                log::debug!("write failed: {e}");
+                // A partial frame cannot be continued: the reader sees the
+                // broken socket and ends the connection.
+                st.broken = Some(e.kind());
+                self.transport.shutdown();
+            }
+        }
+        if buf.capacity() > KEEP_BUFFER {
+            buf = Vec::new();
+        }
+        st.buf = buf;
+        st.tls_spare = spare;
+        st.writing = false;
+        self.wake(&st);
+        st
+    }
+
+    /// Starts the closing handshake with `code` unless a close frame was
+    /// sent. Returns whether it started it. The close frame goes out after
+    /// the frame being written, if another thread is writing; else this
+    /// thread writes it.
     pub(crate) fn send_close(&self, code: Option<u16>, reason: &str) -> io::Result<bool> {
-        let mut w = self.writer();
-        if !w.close.local_close(code) {
+        let mut st = self.lock();
+        if !st.proto.close(code, reason, Instant::now()) {
             return Ok(false);
         }
-        self.close_sent.store(true, Ordering::SeqCst);
-        let payload = close::build_payload(code, reason);
-        self.write_frame(&mut w, OP_CLOSE, &payload)?;
-        Ok(true)
-    }
-
-    /// Answers a ping at once.
-    fn send_pong(&self, payload: &[u8]) -> io::Result<()> {
-        let mut w = self.writer();
-        if w.close.sent() {
-            return Ok(());
+        // Senders waiting for their turn give up.
+        self.wake(&st);
+        match self.flush(st, false) {
+            Ok(_) => Ok(true),
+            Err(Error::Io(e)) => Err(e),
+            Err(e) => Err(io::Error::other(e.to_string())),
         }
-        self.write_frame(&mut w, OP_PONG, payload)
     }
 
-    /// Records the peer's close frame and answers it with the same code if we
-    /// had not sent one.
-    fn on_remote_close(&self, code: Option<u16>) -> io::Result<()> {
-        let mut w = self.writer();
-        if let Some(reply) = w.close.remote_close(code) {
-            self.close_sent.store(true, Ordering::SeqCst);
-            let payload = close::build_payload(reply, "");
-            self.write_frame(&mut w, OP_CLOSE, &payload)?;
-        }
-        Ok(())
+    /// Whether another thread is writing (the close timer then bounds the
+    /// wait for a close frame queued behind its frame).
+    pub(crate) fn writer_busy(&self) -> bool {
+        self.lock().writing
     }
 
-    /// Whether a close frame was sent (or is being sent).
-    pub(crate) fn close_sent(&self) -> bool {
-        self.close_sent.load(Ordering::SeqCst)
-    }
-
-    fn close_state(&self) -> CloseHandshake {
-        self.writer().close
-    }
-
-    fn flush_tls_output(&self) {
-        let mut w = self.writer();
-        if let Err(e) = self.transport.write_all(&[], &mut w.spare) {
-            log::debug!("writing TLS output failed: {e}");
-        }
+    /// The close reason code for `ending`.
+    pub(crate) fn close_reason(&self, ending: Ending) -> u16 {
+        self.lock().proto.close_reason(ending)
     }
 
     /// Records the calling thread as the one that runs the read loop.
@@ -285,9 +353,9 @@ impl Conn {
         self.reader_thread.get() == Some(&thread::current().id())
     }
 
-    /// Ends our direction: TLS close_notify, then a TCP FIN.
+    /// Ends our direction: TLS close_notify, then a TCP FIN. Used before
+    /// the connection opens (after an HTTP error response).
     pub(crate) fn shutdown_write(&self) {
-        let _w = self.writer();
         self.transport.shutdown_write();
     }
 
@@ -298,7 +366,9 @@ impl Conn {
     }
 
     /// Waits up to `timeout` for the connection to finish; closes the socket
-    /// if it has not. Run by the close timer after a local `close()`.
+    /// if it has not. Run by the close timer after a local `close()` from a
+    /// thread other than the connection's, whose read does not see the
+    /// closing handshake's deadline.
     pub(crate) fn finish_within(&self, timeout: Duration) {
         let guard = self.finished.lock().unwrap_or_else(|p| p.into_inner());
         let (guard, _) = self
@@ -314,26 +384,14 @@ impl Conn {
     }
 }
 
-/// How a connection ended.
-#[derive(Debug)]
-pub(crate) enum Ending {
-    /// The closing handshake completed (or we gave up waiting for its end).
-    Closed,
-    /// We failed the connection for a protocol violation.
-    Failed(u16),
-    /// The stream ended without a close frame.
-    Dropped,
-    /// The socket failed.
-    IoError(io::Error),
-}
-
-/// The read loop's timeouts (from `Config`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    /// How long to wait for the peer's part of the closing handshake.
-    pub(crate) close: Duration,
-    /// Close the connection when nothing arrives for this long.
-    pub(crate) idle: Option<Duration>,
+fn send_error(e: SendError) -> Error {
+    match e {
+        SendError::Closing => {
+            Error::illegal("the WebSocket is closing: no message may follow the close frame")
+        }
+        SendError::Random(e) => Error::Io(io::Error::other(e)),
+        other => Error::illegal(other.to_string()),
+    }
 }
 
 /// The read loop's buffer, placed half-way into a page of its allocation.
@@ -382,188 +440,147 @@ pub(crate) trait Deliver {
     fn read_done(&mut self);
 }
 
-/// The read loop: runs until the connection ends, answering pings and close
-/// frames, failing the connection on a protocol violation.
+/// The read loop: moves bytes from the socket into the protocol, writes
+/// what it answers, waits (in the read) until its next deadline, and
+/// delivers messages; runs until the protocol says the connection ended.
+/// Returns the ending, and the error of the read that broke it, if one did.
 pub(crate) fn read_loop(
     conn: &Conn,
-    receiver: &mut Receiver,
     leftover: &[u8],
-    timeouts: Timeouts,
     deliver: &mut dyn Deliver,
-) -> Ending {
-    let close_timeout = timeouts.close;
+) -> (Ending, Option<io::Error>) {
     let mut buf = ReadBuffer::new(READ_BUFFER);
     let mut cipher = Vec::new();
-    let mut deadline: Option<Instant> = None;
-    let mut failed: Option<u16> = None;
     // The read timeout now set on the socket, to change it only when needed.
     let mut read_timeout: Option<Duration> = None;
-    let mut pending = leftover.to_vec();
-    let mut out = Vec::new();
+    let mut messages = Vec::new();
+    let mut recycled: Vec<Vec<u8>> = Vec::new();
+    if !leftover.is_empty() {
+        let mut st = conn.lock();
+        st.proto.receive(leftover, Instant::now());
+        dispatch(conn, st, &mut messages, &mut recycled, deliver);
+    }
     loop {
-        // Where this read goes: the read buffer, or straight into the
-        // message being assembled when a large payload is under way.
-        let mut direct = false;
-        let n = if !pending.is_empty() {
-            let buf = buf.bytes();
-            let n = pending.len().min(buf.len());
-            buf[..n].copy_from_slice(&pending[..n]);
-            pending.drain(..n);
-            n
-        } else {
-            if deadline.is_none() && conn.close_sent() {
-                // A local close(): wait a bounded time for the peer's answer.
-                deadline = Some(Instant::now() + close_timeout);
+        let (mut room, wanted) = {
+            let mut st = conn.lock();
+            for b in recycled.drain(..) {
+                st.proto.recycle(b);
             }
-            let wanted = match deadline {
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return failed.map_or(Ending::Closed, Ending::Failed);
-                    }
-                    Some(d - now)
-                }
-                None => timeouts.idle,
-            };
-            if wanted != read_timeout {
-                let _ = conn.transport.socket().set_read_timeout(wanted);
-                read_timeout = wanted;
+            let now = Instant::now();
+            if st.proto.poll_timeout().is_some_and(|d| d <= now) {
+                st.proto.handle_timeout(now);
             }
-            if cipher.is_empty() && conn.transport.is_tls() {
-                cipher = vec![0u8; 32 << 10];
+            if st.proto.has_transmit() {
+                // About to read again: what listeners sent, pongs and close
+                // frames go out now (or after the frame another thread is
+                // writing).
+                st = match conn.flush(st, false) {
+                    Ok(st) => st,
+                    Err(_) => conn.lock(),
+                };
+            } else if conn.transport.has_pending_output() && !st.writing {
+                st = conn.write_out(st, None);
             }
-            let room = if receiver.is_finished() {
-                None
-            } else {
-                receiver.payload_room(DIRECT_READ_MIN, DIRECT_READ_MAX)
-            };
-            direct = room.is_some();
-            let target = match room {
-                Some(room) => room,
-                None => buf.bytes(),
-            };
-            match conn.transport.read(target, &mut cipher) {
-                Ok(0) => {
-                    if let Some(code) = failed {
-                        return Ending::Failed(code);
-                    }
-                    let st = conn.close_state();
-                    return if st.received() || st.sent() {
-                        Ending::Closed
-                    } else {
-                        Ending::Dropped
-                    };
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if deadline.is_none()
-                        && matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                {
-                    // Nothing arrived for the idle timeout: close with 1001.
-                    log::debug!("idle for {:?}: closing", timeouts.idle);
-                    failed = Some(close::GOING_AWAY);
-                    if let Err(e) = conn.send_close(Some(close::GOING_AWAY), "idle timeout") {
-                        log::debug!("sending the close frame failed: {e}");
-                    }
-                    if conn.role == Role::Server {
-                        conn.shutdown_write();
-                    }
-                    deadline = Some(Instant::now() + close_timeout);
-                    continue;
-                }
-                Err(e) => {
-                    if let Some(code) = failed {
-                        return Ending::Failed(code);
-                    }
-                    let closing = deadline.is_some() || conn.close_sent();
-                    return if closing {
-                        Ending::Closed
-                    } else {
-                        Ending::IoError(e)
-                    };
-                }
+            if let Some(ending) = st.proto.ending() {
+                return (ending, None);
             }
+            let wanted = st
+                .proto
+                .poll_timeout()
+                .map(|d| d.saturating_duration_since(now));
+            if wanted == Some(Duration::ZERO) {
+                continue;
+            }
+            let room = st.proto.lend_room(DIRECT_READ_MIN, DIRECT_READ_MAX);
+            (room, wanted)
         };
-        if conn.transport.has_pending_output() {
-            conn.flush_tls_output();
+        if wanted != read_timeout {
+            let _ = conn.transport.socket().set_read_timeout(wanted);
+            read_timeout = wanted;
         }
-        if receiver.is_finished() {
-            continue; // draining until the peer closes
+        if cipher.is_empty() && conn.transport.is_tls() {
+            cipher = vec![0u8; 32 << 10];
         }
-        conn.cork.store(true, Ordering::SeqCst);
-        let result = if direct {
-            receiver.commit_room(n, &mut out)
-        } else {
-            receiver.receive(&buf.bytes()[..n], &mut out)
+        let target = match &mut room {
+            Some(room) => room.bytes(),
+            None => buf.bytes(),
         };
+        let result = conn.transport.read(target, &mut cipher);
+        let now = Instant::now();
+        let mut st = conn.lock();
+        let n = match &result {
+            Ok(n) => *n,
+            Err(_) => 0,
+        };
+        let direct = room.is_some();
+        match room {
+            Some(room) => st.proto.return_room(room, n, now),
+            None if n > 0 => st.proto.receive(&buf.bytes()[..n], now),
+            None => {}
+        }
+        match result {
+            Ok(0) => st.proto.receive_eof(),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                st.proto.handle_timeout(now);
+            }
+            Err(e) => {
+                st.proto.stream_failed();
+                if let Some(ending) = st.proto.ending() {
+                    return (ending, Some(e));
+                }
+            }
+        }
         // Its bytes consumed, a buffer that one read filled is replaced by
         // a larger one.
         if !direct && n == buf.len() && buf.len() < READ_BUFFER_MAX {
             buf = ReadBuffer::new(READ_BUFFER_MAX);
         }
-        for msg in out.drain(..) {
-            match msg {
-                Incoming::Ping(payload) => {
-                    if let Err(e) = conn.send_pong(&payload) {
-                        log::debug!("sending a pong failed: {e}");
-                    }
-                }
-                Incoming::Pong(_) => log::trace!("pong received"),
-                Incoming::Close(parsed) => {
-                    let code = parsed.as_ref().map(|(c, _)| *c);
-                    log::debug!("close frame received: {parsed:?}");
-                    if let Err(e) = conn.on_remote_close(code) {
-                        log::debug!("answering the close frame failed: {e}");
-                    }
-                    // The server closes the TCP connection first; the client
-                    // waits (a bounded time) for it to do so.
-                    if conn.role == Role::Server {
-                        conn.shutdown_write();
-                    }
-                    deadline.get_or_insert(Instant::now() + close_timeout);
-                }
-                msg => {
-                    if let Some(buf) = deliver.message(msg) {
-                        receiver.recycle(buf);
-                    }
-                }
-            }
-        }
-        if let Err(violation) = result {
-            log::debug!("failing the connection: {violation}");
-            failed = Some(violation.code);
-            match conn.send_close(Some(violation.code), violation.reason) {
-                Ok(_) => {}
-                Err(e) => log::debug!("sending the close frame failed: {e}"),
-            }
-            if conn.role == Role::Server {
-                conn.shutdown_write();
-            }
-            deadline.get_or_insert(Instant::now() + close_timeout);
-        }
-        deliver.read_done();
-        // About to read again: what listeners sent goes out now.
-        conn.uncork();
+        dispatch(conn, st, &mut messages, &mut recycled, deliver);
     }
 }
 
-/// The close reason code for an ending.
-pub(crate) fn reason_code(conn: &Conn, ending: &Ending) -> u16 {
-    match ending {
-        Ending::Failed(code) => *code,
-        Ending::Closed => conn.close_state().reason().unwrap_or(ABNORMAL),
-        Ending::Dropped | Ending::IoError(_) => {
-            // A close frame we received still counts, whatever came after.
-            let st = conn.close_state();
-            if st.received() {
-                st.reason().unwrap_or(ABNORMAL)
-            } else {
-                ABNORMAL
+/// Delivers what one read completed, in order with the protocol's answers
+/// to the control frames among it, with the connection's own small sends
+/// corked until the loop is about to read again. Takes the lock `st` and
+/// releases it while listeners run.
+fn dispatch<'a>(
+    conn: &'a Conn,
+    mut st: MutexGuard<'a, Locked>,
+    messages: &mut Vec<Incoming>,
+    recycled: &mut Vec<Vec<u8>>,
+    deliver: &mut dyn Deliver,
+) {
+    let mut delivered = false;
+    while st.proto.has_messages() {
+        st.proto.poll_messages(Instant::now(), messages);
+        if messages.is_empty() {
+            continue;
+        }
+        drop(st);
+        conn.cork.store(true, Ordering::Relaxed);
+        for msg in messages.drain(..) {
+            match msg {
+                Incoming::Pong(_) => log::trace!("pong received"),
+                msg => {
+                    if let Some(b) = deliver.message(msg) {
+                        recycled.push(b);
+                    }
+                }
             }
         }
+        delivered = true;
+        st = conn.lock();
+    }
+    drop(st);
+    if delivered {
+        deliver.read_done();
+        conn.cork.store(false, Ordering::Relaxed);
     }
 }

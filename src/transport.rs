@@ -235,23 +235,27 @@ impl Transport {
         }
     }
 
-    /// Writes a frame header and its payload as one stream write: a
-    /// vectored write on plain TCP, so that a large payload does not cost a
-    /// copy and a small header does not go out in a packet of its own.
+    /// Writes `prefix` (frames queued before), a frame header and its
+    /// payload as one stream write: a vectored write on plain TCP, so that
+    /// a large payload does not cost a copy and a small header does not go
+    /// out in a packet of its own.
     pub(crate) fn write_all_parts(
         &self,
+        prefix: &[u8],
         head: &[u8],
         body: &[u8],
         spare: &mut Vec<u8>,
     ) -> io::Result<()> {
         if let Some(tls) = &self.tls {
-            // The head goes out with the body's first records.
-            tls.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .write_all(head)?;
+            // The prefix and the head go out with the body's first records.
+            {
+                let mut s = tls.lock().unwrap_or_else(|p| p.into_inner());
+                s.write_all(prefix)?;
+                s.write_all(head)?;
+            }
             return self.write_all(body, spare);
         }
-        write_all_vectored(&self.tcp, head, body)
+        write_all_vectored(&self.tcp, [prefix, head, body])
     }
 
     /// Ends our direction of the stream: TLS close_notify, then a TCP FIN.
@@ -271,19 +275,35 @@ impl Transport {
     }
 }
 
-/// `head` then `body` to `tcp`, in as few writes as the kernel allows.
-fn write_all_vectored(mut tcp: &TcpStream, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
-    while !head.is_empty() {
-        match tcp.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
+/// `parts` to `tcp` in order, in as few writes as the kernel allows.
+fn write_all_vectored(mut tcp: &TcpStream, mut parts: [&[u8]; 3]) -> io::Result<()> {
+    let mut first = 0;
+    loop {
+        while first < parts.len() && parts[first].is_empty() {
+            first += 1;
+        }
+        if first == parts.len() {
+            return Ok(());
+        }
+        let slices = [
+            IoSlice::new(parts[0]),
+            IoSlice::new(parts[1]),
+            IoSlice::new(parts[2]),
+        ];
+        match tcp.write_vectored(&slices[first..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) if n < head.len() => head = &head[n..],
-            Ok(n) => {
-                body = &body[n - head.len()..];
-                head = &[];
+            Ok(mut n) => {
+                for part in parts[first..].iter_mut() {
+                    let take = n.min(part.len());
+                    *part = &part[take..];
+                    n -= take;
+                    if n == 0 {
+                        break;
+                    }
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    tcp.write_all(body)
 }

@@ -1,16 +1,17 @@
 //! AIR's `WebSocket` class.
 
 use crate::config::{Config, MAX_MESSAGE_CEILING};
-use crate::connection::{self, Conn, Ending};
+use crate::connection::{self, Conn};
 use crate::dispatcher::{EventDispatcher, ListenerRegistry};
 use crate::error::Error;
 use crate::event::{
     Event, EventTarget, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent, WebSocketEvent,
 };
 use crate::proto::close::{self, ABNORMAL, GOING_AWAY, TLS_HANDSHAKE};
+use crate::proto::connection::{Ending, Settings};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
 use crate::proto::handshake;
-use crate::proto::receiver::{Incoming, Receiver};
+use crate::proto::receiver::Incoming;
 use crate::proto::Role;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
 use std::borrow::Cow;
@@ -676,6 +677,15 @@ impl Session {
         &self.shared.config
     }
 
+    /// The protocol's limits and timers, from the configuration.
+    fn settings(&self) -> Settings {
+        Settings {
+            limits: self.config().limits(),
+            close_timeout: self.config().close_timeout,
+            idle_timeout: self.config().idle_timeout,
+        }
+    }
+
     /// Dispatches an event to the listeners, with the `WebSocket` as target
     /// while a user handle exists.
     fn dispatch(&self, event: &Event) {
@@ -798,7 +808,7 @@ impl Session {
             Transport::plain(tcp.clone())
         };
         drop(tcp);
-        let conn = Arc::new(Conn::new(Role::Client, transport));
+        let conn = Arc::new(Conn::new(Role::Client, transport, self.settings()));
         let mut nonce = [0u8; 16];
         if let Err(e) = getrandom::fill(&mut nonce) {
             return self.io_error(format!("no random numbers for the handshake key: {e}"));
@@ -835,12 +845,7 @@ impl Session {
                 ));
             }
         };
-        self.open_and_run(
-            conn,
-            accepted.protocol.unwrap_or_default(),
-            leftover,
-            Role::Client,
-        );
+        self.open_and_run(conn, accepted.protocol.unwrap_or_default(), leftover);
     }
 
     /// Runs the client's TLS handshake, handling certificate errors.
@@ -972,7 +977,7 @@ impl Session {
             None => Transport::plain(tcp.clone()),
         };
         drop(tcp);
-        let conn = Arc::new(Conn::new(Role::Server, transport));
+        let conn = Arc::new(Conn::new(Role::Server, transport, self.settings()));
         let max = self.config().max_handshake_size;
         let (request, leftover) =
             match self.read_head(&conn, deadline, |buf| handshake::parse_request(buf, max)) {
@@ -1031,7 +1036,7 @@ impl Session {
             conn.transport.shutdown();
             return self.closed_before_open(&format!("{peer}: {e}"));
         }
-        self.open_and_run(conn, chosen.unwrap_or_default(), leftover, Role::Server);
+        self.open_and_run(conn, chosen.unwrap_or_default(), leftover);
     }
 
     /// Reads an HTTP head and hands it to `parse` until it is complete.
@@ -1080,7 +1085,7 @@ impl Session {
 
     /// The handshake succeeded: publishes the connection, dispatches
     /// `connect`, runs the read loop and ends the connection.
-    fn open_and_run(self, conn: Arc<Conn>, protocol: String, leftover: Vec<u8>, role: Role) {
+    fn open_and_run(self, conn: Arc<Conn>, protocol: String, leftover: Vec<u8>) {
         let _ = conn.transport.socket().set_read_timeout(None);
         let _ = conn
             .transport
@@ -1099,21 +1104,16 @@ impl Session {
             st.protocol = protocol;
         }
         self.dispatch(&Event::new(Event::CONNECT, false));
-        let mut receiver = Receiver::new(role, self.config().limits());
-        let timeouts = connection::Timeouts {
-            close: self.config().close_timeout,
-            idle: self.config().idle_timeout,
-        };
         let mut events = DataEvents {
             session: &self,
             target: None,
         };
-        let ending = connection::read_loop(&conn, &mut receiver, &leftover, timeouts, &mut events);
+        let (ending, error) = connection::read_loop(&conn, &leftover, &mut events);
         // No handle of ours outlives the read loop.
         drop(events);
         conn.transport.shutdown();
         conn.mark_finished();
-        let reason = connection::reason_code(&conn, &ending);
+        let reason = conn.close_reason(ending);
         let notify = {
             let mut st = self.shared.state();
             if st.generation != self.generation {
@@ -1129,9 +1129,10 @@ impl Session {
         };
         log::debug!("connection ended: {ending:?}, close reason {reason}");
         if notify {
-            if let Ending::IoError(e) = &ending {
+            if ending == Ending::Broken {
+                let cause = error.map_or_else(|| "write failed".to_owned(), |e| e.to_string());
                 self.dispatch(&IOErrorEvent::create(
-                    format!("Error #2031: Socket Error. The connection failed: {e}"),
+                    format!("Error #2031: Socket Error. The connection failed: {cause}"),
                     IOErrorEvent::SOCKET_ERROR_ID,
                 ));
             }

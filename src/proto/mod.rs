@@ -1,9 +1,11 @@
 //! The sans-I/O protocol core: frames, masking, UTF-8, close codes, message
-//! assembly and the opening handshake. Everything here takes bytes and returns
+//! assembly, the opening handshake and the connection's state machine
+//! (closing, timers). Everything here takes bytes and returns
 //! bytes and events; nothing touches a socket, a thread or a clock.
 
 pub mod bytes;
 pub mod close;
+pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod handshake;

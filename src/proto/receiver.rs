@@ -42,6 +42,21 @@ pub enum Incoming {
     Close(Option<(u16, String)>),
 }
 
+/// Room at the end of a message being assembled, lent out of the receiver
+/// by [`Receiver::lend_room`].
+#[derive(Debug)]
+pub struct Room {
+    data: Vec<u8>,
+    start: usize,
+}
+
+impl Room {
+    /// The bytes to fill with what the peer sent.
+    pub fn bytes(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..]
+    }
+}
+
 /// A data message being assembled from its fragments.
 #[derive(Debug)]
 struct Partial {
@@ -218,6 +233,49 @@ impl Receiver {
         m.data.resize(start + want, 0);
         self.room = want;
         Some(&mut m.data[start..])
+    }
+
+    /// Like [`Receiver::payload_room`], but the room is moved out of the
+    /// receiver (with the message's buffer it belongs to), so that the
+    /// caller can fill it while the receiver is shared with other threads
+    /// behind a lock it does not hold during the read. Give it back with
+    /// [`Receiver::return_room`] before any other call that feeds the
+    /// receiver.
+    ///
+    /// ```
+    /// use airws::proto::receiver::{Incoming, Limits, Receiver};
+    /// use airws::proto::Role;
+    ///
+    /// let limits = Limits { max_frame_size: 1 << 20, max_message_size: 1 << 20 };
+    /// let mut r = Receiver::new(Role::Client, limits);
+    /// let mut out = Vec::new();
+    /// r.receive(&[0x82, 126, 0x03, 0xE8], &mut out).unwrap();
+    /// let mut room = r.lend_room(512, 4096).expect("in a large payload");
+    /// room.bytes().fill(7);
+    /// r.return_room(room, 1000, &mut out).unwrap();
+    /// assert_eq!(out, vec![Incoming::Binary(vec![7; 1000])]);
+    /// ```
+    pub fn lend_room(&mut self, min: usize, max: usize) -> Option<Room> {
+        self.payload_room(min, max)?;
+        let m = self.message.as_mut()?;
+        let data = std::mem::take(&mut m.data);
+        let start = data.len() - self.room;
+        Some(Room { data, start })
+    }
+
+    /// Takes back a room lent by [`Receiver::lend_room`] and commits the
+    /// first `n` bytes of it, as [`Receiver::commit_room`] does.
+    pub fn return_room(
+        &mut self,
+        room: Room,
+        n: usize,
+        out: &mut Vec<Incoming>,
+    ) -> Result<(), ProtocolError> {
+        match self.message.as_mut() {
+            Some(m) => m.data = room.data,
+            None => self.room = 0,
+        }
+        self.commit_room(n, out)
     }
 
     /// Takes the first `n` bytes of the room that

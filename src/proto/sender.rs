@@ -73,11 +73,22 @@ impl Sender {
 
     /// The header of a final frame with `opcode` and a payload of `len` bytes.
     pub fn header(&mut self, opcode: u8, len: u64) -> Result<OutgoingHeader, getrandom::Error> {
+        self.frame_header(true, opcode, len)
+    }
+
+    /// The header of a frame with `opcode` and a payload of `len` bytes,
+    /// final or not (`fin`).
+    pub fn frame_header(
+        &mut self,
+        fin: bool,
+        opcode: u8,
+        len: u64,
+    ) -> Result<OutgoingHeader, getrandom::Error> {
         let mask = match self.role {
             Role::Client => Some(self.keys.next_key()?),
             Role::Server => None,
         };
-        let (bytes, n) = header_bytes(true, opcode, mask, len);
+        let (bytes, n) = header_bytes(fin, opcode, mask, len);
         Ok(OutgoingHeader {
             bytes,
             len: n,

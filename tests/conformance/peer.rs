@@ -717,13 +717,29 @@ impl Peer {
         }
     }
 
-    /// The next frame must be a final frame with `opcode` and `payload`.
+    /// The next message must have `opcode` and `payload`: one final frame,
+    /// or (a message longer than the library's fragment size) a first
+    /// frame and continuation frames, the last of them final.
     pub fn expect(&mut self, opcode: u8, payload: &[u8]) {
-        let got = self.recv();
+        let mut got = self.recv();
+        let mut frames = 1;
+        while !got.fin && (got.opcode == OP_TEXT || got.opcode == OP_BINARY) {
+            let next = self.recv();
+            assert_eq!(
+                next.opcode,
+                OP_CONT,
+                "{}: expected a continuation of a fragmented message, got {next:?}",
+                self.ctx()
+            );
+            assert!(frames < 100_000, "{}: too many fragments", self.ctx());
+            frames += 1;
+            got.payload.extend_from_slice(&next.payload);
+            got.fin = next.fin;
+        }
         let ok = got.fin && got.opcode == opcode && got.payload == payload;
         assert!(
             ok,
-            "{}: expected a final frame with opcode {opcode:#x} and {} bytes {}, got {got:?}",
+            "{}: expected a message with opcode {opcode:#x} and {} bytes {} (in {frames} frame(s)), got {got:?}",
             self.ctx(),
             payload.len(),
             preview(payload)

@@ -1,0 +1,553 @@
+//! One connection's rules, as a state machine with no I/O and no clock.
+//!
+//! [`Connection`] owns the receiver, the sender's state, the closing
+//! handshake and every timer. The I/O layer feeds it what the socket
+//! brought ([`Connection::receive`], [`Connection::receive_eof`]) and the
+//! current time, and asks it what to do next:
+//!
+//! - [`Connection::poll_transmit`]: bytes to write, and whether to shut the
+//!   write side down after them (the server closes TCP first);
+//! - [`Connection::poll_messages`]: the messages to dispatch, in order
+//!   with the answers to the peer's control frames;
+//! - [`Connection::poll_timeout`]: when to call
+//!   [`Connection::handle_timeout`] if nothing arrives before;
+//! - [`Connection::ending`]: the connection is over, close the socket.
+//!
+//! It never reads the clock or touches a socket: time is a parameter, so
+//! every rule is tested on a simulated clock (see the tests at the end).
+//!
+//! ```
+//! use airws::proto::connection::{Connection, Settings};
+//! use airws::proto::receiver::{Incoming, Limits};
+//! use airws::proto::Role;
+//! use std::time::{Duration, Instant};
+//!
+//! let settings = Settings {
+//!     limits: Limits { max_frame_size: 1 << 20, max_message_size: 1 << 20 },
+//!     close_timeout: Duration::from_secs(5),
+//!     idle_timeout: None,
+//! };
+//! let now = Instant::now();
+//! let mut client = Connection::new(Role::Client, settings, now);
+//! let mut got = Vec::new();
+//! // A ping from the server: the client queues the pong itself.
+//! client.receive(&[0x89, 2, b'h', b'i'], now);
+//! client.poll_messages(now, &mut got);
+//! let mut out = Vec::new();
+//! client.poll_transmit(&mut out);
+//! assert_eq!(out[..2], [0x8A, 0x82]); // a pong, masked, carrying "hi"
+//! // A text message is for the application.
+//! client.receive(&[0x81, 2, b'o', b'k'], now);
+//! client.poll_messages(now, &mut got);
+//! assert_eq!(got, vec![Incoming::Text("ok".into())]);
+//! ```
+
+use super::close::{self, GOING_AWAY};
+use super::frame::{
+    MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
+};
+use super::mask::extend_masked;
+use super::receiver::{Incoming, Limits, Receiver, Room};
+use super::sender::{CloseHandshake, OutgoingHeader, Sender};
+use super::Role;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// At most this many bytes of pongs wait to be written; a ping that
+/// arrives while they wait is not answered, so a peer that pings while our
+/// writes are stuck cannot grow memory (RFC 6455 §5.5.3 does not require a
+/// pong for every ping).
+const MAX_PENDING_PONG_BYTES: usize = 64 << 10;
+
+/// The connection's limits and timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Size limits for what the peer sends.
+    pub limits: Limits,
+    /// How long to wait for the peer's part of the closing handshake (its
+    /// close frame, or for a client the server's end of the TCP stream).
+    pub close_timeout: Duration,
+    /// Fail the connection with 1001 when nothing arrives for this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ending {
+    /// The closing handshake completed, or the wait for its end passed.
+    Closed,
+    /// This end failed the connection with this close code: a rule the
+    /// peer broke (1002, 1007, 1009) or the idle timeout (1001).
+    Failed(u16),
+    /// The stream ended without a closing handshake.
+    Dropped,
+    /// Reading or writing failed without a closing handshake under way.
+    Broken,
+}
+
+/// Why a frame cannot be sent now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// A close frame was sent or queued: no frame may follow it.
+    Closing,
+    /// Another data message is being sent in fragments: a new one may
+    /// start when it ends.
+    MessageInProgress,
+    /// A continuation frame with no fragmented message to continue.
+    NoMessage,
+    /// A control frame that is fragmented or carries over 125 bytes.
+    InvalidControl,
+    /// The operating system gave no random bytes for a masking key.
+    Random(getrandom::Error),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closing => {
+                f.write_str("the connection is closing: no frame may follow the close frame")
+            }
+            SendError::MessageInProgress => f.write_str("another message is being sent"),
+            SendError::NoMessage => {
+                f.write_str("a continuation frame without a message to continue")
+            }
+            SendError::InvalidControl => {
+                f.write_str("a control frame must be final and carry at most 125 bytes")
+            }
+            SendError::Random(e) => write!(f, "no random bytes for a masking key: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// The protocol state of one connection after its opening handshake.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    settings: Settings,
+    receiver: Receiver,
+    sender: Sender,
+    close: CloseHandshake,
+    /// Frames to write, in order.
+    out: Vec<u8>,
+    /// What arrived; `poll_messages` has taken the first `taken` items.
+    received: Vec<Incoming>,
+    taken: usize,
+    /// A rule the peer broke, after the items of `received`.
+    violation: Option<super::error::ProtocolError>,
+    /// Bytes of pongs in `out`, not yet handed to the writer.
+    pong_bytes: usize,
+    /// The close frame is in `out` (not yet handed to the writer).
+    close_queued: bool,
+    /// The close frame was handed to the writer: nothing may follow it.
+    close_transmitted: bool,
+    /// The write side is to be shut down once the close frame is written.
+    shutdown_due: bool,
+    shutdown_done: bool,
+    /// A data message is being sent in fragments.
+    sending_message: bool,
+    /// The close code, when this end failed the connection.
+    failed: Option<u16>,
+    close_deadline: Option<Instant>,
+    last_received: Instant,
+    ending: Option<Ending>,
+}
+
+impl Connection {
+    /// A connection whose opening handshake has just completed at `now`.
+    pub fn new(role: Role, settings: Settings, now: Instant) -> Connection {
+        Connection {
+            role,
+            settings,
+            receiver: Receiver::new(role, settings.limits),
+            sender: Sender::new(role),
+            close: CloseHandshake::default(),
+            out: Vec::new(),
+            received: Vec::new(),
+            taken: 0,
+            violation: None,
+            pong_bytes: 0,
+            close_queued: false,
+            close_transmitted: false,
+            shutdown_due: false,
+            shutdown_done: false,
+            sending_message: false,
+            failed: None,
+            close_deadline: None,
+            last_received: now,
+            ending: None,
+        }
+    }
+
+    /// Which end this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    // ------------------------------------------------------------ input
+
+    /// Feeds bytes from the peer, received at `now`. What they complete
+    /// comes out of [`poll_messages`](Self::poll_messages), in order.
+    /// After a close frame or a broken rule, further bytes are ignored.
+    pub fn receive(&mut self, data: &[u8], now: Instant) {
+        if self.ending.is_some() {
+            return;
+        }
+        self.last_received = now;
+        if self.receiver.is_finished() {
+            return; // draining until the peer closes
+        }
+        let result = self.receiver.receive(data, &mut self.received);
+        self.note(result);
+    }
+
+    /// Room at the end of the message being assembled, when at least `min`
+    /// bytes of a data frame's payload are still to come: the I/O layer
+    /// reads up to `max` bytes straight into it, then gives it back with
+    /// [`return_room`](Self::return_room). See [`Receiver::lend_room`].
+    pub fn lend_room(&mut self, min: usize, max: usize) -> Option<Room> {
+        if self.ending.is_some() || self.receiver.is_finished() {
+            return None;
+        }
+        self.receiver.lend_room(min, max)
+    }
+
+    /// Gives back a lent room of which the first `n` bytes were filled at
+    /// `now`; they count exactly as if [`receive`](Self::receive) had
+    /// been given them.
+    pub fn return_room(&mut self, room: Room, n: usize, now: Instant) {
+        if n > 0 {
+            self.last_received = now;
+        }
+        let result = self.receiver.return_room(room, n, &mut self.received);
+        if self.ending.is_some() {
+            self.received.clear();
+            self.taken = 0;
+            return;
+        }
+        self.note(result);
+    }
+
+    fn note(&mut self, result: Result<(), super::error::ProtocolError>) {
+        if let Err(violation) = result {
+            self.violation.get_or_insert(violation);
+        }
+    }
+
+    /// Whether [`poll_messages`](Self::poll_messages) has more to give or
+    /// to act on.
+    pub fn has_messages(&self) -> bool {
+        self.taken < self.received.len() || self.violation.is_some()
+    }
+
+    /// Moves the text and binary messages and pongs that arrived to `out`,
+    /// in order, and acts on the control frames among them: a ping is
+    /// answered and a close frame is answered with the same code (frames
+    /// queued for [`poll_transmit`](Self::poll_transmit)); a broken rule
+    /// fails the connection with the code RFC 6455 names.
+    ///
+    /// It stops before a ping, a close or a broken rule that follows
+    /// messages in `out`, so that what the application sends in answer to
+    /// those messages goes out before the pong or the close frame: call it
+    /// again, after handling `out`, while
+    /// [`has_messages`](Self::has_messages) says so.
+    pub fn poll_messages(&mut self, now: Instant, out: &mut Vec<Incoming>) {
+        let start = out.len();
+        while let Some(item) = self.received.get_mut(self.taken) {
+            if matches!(item, Incoming::Ping(_) | Incoming::Close(_)) && out.len() > start {
+                return;
+            }
+            // Taken out without an allocation: an empty Vec allocates nothing.
+            let item = std::mem::replace(item, Incoming::Pong(Vec::new()));
+            self.taken += 1;
+            match item {
+                Incoming::Ping(payload) => self.queue_pong(&payload),
+                Incoming::Close(parsed) => {
+                    self.on_close_frame(parsed.map(|(code, _)| code), now);
+                }
+                message => out.push(message),
+            }
+        }
+        self.received.clear();
+        self.taken = 0;
+        if out.len() > start {
+            return;
+        }
+        if let Some(violation) = self.violation.take() {
+            log::debug!("failing the connection: {violation}");
+            self.fail(violation.code, violation.reason, now);
+        }
+    }
+
+    /// Answers a ping, in its place among the frames this end sends.
+    fn queue_pong(&mut self, payload: &[u8]) {
+        if self.close.sent() {
+            return;
+        }
+        if self.pong_bytes >= MAX_PENDING_PONG_BYTES {
+            log::debug!("{MAX_PENDING_PONG_BYTES} bytes of pongs wait to be written: a ping is not answered");
+            return;
+        }
+        let before = self.out.len();
+        match self.sender.encode(&mut self.out, OP_PONG, payload) {
+            Ok(()) => self.pong_bytes += self.out.len() - before,
+            Err(e) => log::debug!("no pong: {e}"),
+        }
+    }
+
+    fn on_close_frame(&mut self, code: Option<u16>, now: Instant) {
+        log::debug!("close frame received: {code:?}");
+        if let Some(reply) = self.close.remote_close(code) {
+            self.queue_close(reply, "");
+        }
+        // The server closes the TCP connection first; the client waits (a
+        // bounded time) for it to do so.
+        if self.role == Role::Server {
+            self.shutdown_due = !self.shutdown_done;
+        }
+        self.close_deadline
+            .get_or_insert(now + self.settings.close_timeout);
+    }
+
+    /// Fails the connection: a close frame with `code`, then (a server)
+    /// the end of our stream; the connection ends when the peer closes or
+    /// the close timeout passes.
+    fn fail(&mut self, code: u16, reason: &str, now: Instant) {
+        self.failed.get_or_insert(code);
+        if self.close.local_close(Some(code)) {
+            self.queue_close(Some(code), reason);
+        }
+        if self.role == Role::Server {
+            self.shutdown_due = !self.shutdown_done;
+        }
+        self.close_deadline
+            .get_or_insert(now + self.settings.close_timeout);
+    }
+
+    fn queue_close(&mut self, code: Option<u16>, reason: &str) {
+        let payload = close::build_payload(code, reason);
+        match self.sender.encode(&mut self.out, OP_CLOSE, &payload) {
+            Ok(()) => self.close_queued = true,
+            Err(e) => {
+                // Without a masking key no frame can be sent: end at once.
+                log::debug!("no close frame: {e}");
+                self.ending.get_or_insert(Ending::Broken);
+            }
+        }
+    }
+
+    /// The peer ended its stream (a read returned 0).
+    pub fn receive_eof(&mut self) {
+        if self.ending.is_some() {
+            return;
+        }
+        self.ending = Some(match self.failed {
+            Some(code) => Ending::Failed(code),
+            None if self.close.received() || self.close.sent() => Ending::Closed,
+            None => Ending::Dropped,
+        });
+    }
+
+    /// Reading or writing failed (the stream is unusable).
+    pub fn stream_failed(&mut self) {
+        if self.ending.is_some() {
+            return;
+        }
+        self.ending = Some(match self.failed {
+            Some(code) => Ending::Failed(code),
+            None if self.close.sent() || self.close_deadline.is_some() => Ending::Closed,
+            None => Ending::Broken,
+        });
+    }
+
+    // ------------------------------------------------------------ timers
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due if nothing
+    /// arrives before: the end of the closing handshake's wait, or of the
+    /// idle timeout. `None` when no timer runs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.ending.is_some() {
+            return None;
+        }
+        if let Some(d) = self.close_deadline {
+            return Some(d);
+        }
+        self.settings
+            .idle_timeout
+            .map(|idle| self.last_received + idle)
+    }
+
+    /// Acts on the timers at `now`: after the close timeout the connection
+    /// ends; after the idle timeout it is failed with 1001.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ending.is_some() {
+            return;
+        }
+        if let Some(d) = self.close_deadline {
+            if now >= d {
+                log::debug!("the peer did not finish the closing handshake in time");
+                self.ending = Some(self.failed.map_or(Ending::Closed, Ending::Failed));
+            }
+            return;
+        }
+        if let Some(idle) = self.settings.idle_timeout {
+            if now >= self.last_received + idle {
+                log::debug!("idle for {idle:?}: closing");
+                self.fail(GOING_AWAY, "idle timeout", now);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ output
+
+    /// Starts the closing handshake with `code` (none: an empty close
+    /// frame) at `now`. Returns false when a close frame was already sent.
+    /// The connection ends when the peer's answer completes the handshake,
+    /// or when the close timeout passes.
+    pub fn close(&mut self, code: Option<u16>, reason: &str, now: Instant) -> bool {
+        if self.ending.is_some() || !self.close.local_close(code) {
+            return false;
+        }
+        self.queue_close(code, reason);
+        if self.role == Role::Server && self.close.received() {
+            self.shutdown_due = !self.shutdown_done;
+        }
+        self.close_deadline
+            .get_or_insert(now + self.settings.close_timeout);
+        true
+    }
+
+    /// Whether a close frame was sent or queued: no frame may follow.
+    pub fn close_sent(&self) -> bool {
+        self.close.sent()
+    }
+
+    /// Whether a data message is being sent in fragments.
+    pub fn sending_message(&self) -> bool {
+        self.sending_message
+    }
+
+    /// Queues a whole frame: a data frame (`OP_TEXT` or `OP_BINARY` to
+    /// begin a message, `OP_CONTINUATION` to go on with it, `fin` on its
+    /// last frame), or a control frame (`OP_PING`, `OP_PONG`), which may go
+    /// between the fragments of a message.
+    pub fn send_frame(&mut self, opcode: u8, payload: &[u8], fin: bool) -> Result<(), SendError> {
+        let h = self.frame_header(opcode, payload.len() as u64, fin)?;
+        self.out.extend_from_slice(h.as_bytes());
+        match h.mask {
+            Some(key) => extend_masked(&mut self.out, payload, key, 0),
+            None => super::bytes::append(&mut self.out, payload),
+        }
+        Ok(())
+    }
+
+    /// The header of a frame whose payload the caller writes itself, right
+    /// after the bytes it takes with [`poll_transmit`](Self::poll_transmit)
+    /// and before it takes any more (the same rules as
+    /// [`send_frame`](Self::send_frame)). A client must mask the payload
+    /// with the header's key.
+    pub fn frame_header(
+        &mut self,
+        opcode: u8,
+        len: u64,
+        fin: bool,
+    ) -> Result<OutgoingHeader, SendError> {
+        if self.close.sent() || self.ending.is_some() {
+            return Err(SendError::Closing);
+        }
+        match opcode {
+            OP_PING | OP_PONG => {
+                if !fin || len > MAX_CONTROL_PAYLOAD as u64 {
+                    return Err(SendError::InvalidControl);
+                }
+            }
+            OP_TEXT | OP_BINARY if self.sending_message => {
+                return Err(SendError::MessageInProgress)
+            }
+            OP_CONTINUATION if !self.sending_message => return Err(SendError::NoMessage),
+            OP_TEXT | OP_BINARY | OP_CONTINUATION => {}
+            _ => return Err(SendError::InvalidControl),
+        }
+        let h = self
+            .sender
+            .frame_header(fin, opcode, len)
+            .map_err(SendError::Random)?;
+        if opcode != OP_PING && opcode != OP_PONG {
+            self.sending_message = !fin;
+        }
+        Ok(h)
+    }
+
+    /// Whether [`poll_transmit`](Self::poll_transmit) has something to give.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty() || self.shutdown_ready()
+    }
+
+    /// How many bytes wait in the queue.
+    pub fn queued_len(&self) -> usize {
+        self.out.len()
+    }
+
+    fn shutdown_ready(&self) -> bool {
+        self.shutdown_due && (self.close_queued || self.close_transmitted)
+    }
+
+    /// Appends the queued frames to `buf`, in order. Returns true when the write side is to be shut
+    /// down once they are written (a TLS close_notify, then a TCP FIN):
+    /// the server does so after its close frame.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        self.pong_bytes = 0;
+        if buf.is_empty() {
+            std::mem::swap(buf, &mut self.out);
+        } else {
+            buf.extend_from_slice(&self.out);
+            self.out.clear();
+        }
+        if self.close_queued {
+            self.close_queued = false;
+            self.close_transmitted = true;
+        }
+        if self.shutdown_ready() {
+            self.shutdown_due = false;
+            self.shutdown_done = true;
+            return true;
+        }
+        false
+    }
+
+    // ------------------------------------------------------------ the end
+
+    /// How the connection ended, once it has: the I/O layer then closes
+    /// the socket.
+    pub fn ending(&self) -> Option<Ending> {
+        self.ending
+    }
+
+    /// The close reason code for `ending` (AS3's `closeReason`): the code
+    /// this end failed the connection with; else the peer's close code
+    /// (1005 when its frame had none); else the code this end sent; 1006
+    /// when the stream ended with no close frame received.
+    pub fn close_reason(&self, ending: Ending) -> u16 {
+        match ending {
+            Ending::Failed(code) => code,
+            Ending::Closed => self.close.reason().unwrap_or(close::ABNORMAL),
+            Ending::Dropped | Ending::Broken => {
+                // A close frame we received still counts, whatever came after.
+                if self.close.received() {
+                    self.close.reason().unwrap_or(close::ABNORMAL)
+                } else {
+                    close::ABNORMAL
+                }
+            }
+        }
+    }
+
+    /// Gives back the buffer of a delivered message, for a later one to
+    /// reuse (see [`Receiver::recycle`]).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.receiver.recycle(buf);
+    }
+}
