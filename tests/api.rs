@@ -33,6 +33,44 @@ fn text_of(len: usize) -> String {
 
 const SIZES: [usize; 6] = [0, 125, 126, 65535, 65536, 16 << 20];
 
+/// Reads the frames of one data message from a server `WebSocket` (a large
+/// message may come in fragments): each is unmasked, its length in the
+/// shortest form, the first a text or binary frame, the others
+/// continuations. Returns their headers and the reassembled payload.
+fn read_server_message(peer: &mut RawPeer) -> (Vec<FrameHead>, Vec<u8>) {
+    let mut heads = Vec::new();
+    let mut data = Vec::new();
+    loop {
+        assert!(heads.len() < 100_000, "too many fragments");
+        let (head, frame) = peer.read_with_head();
+        assert!(
+            !head.masked(),
+            "a server never masks (frame {})",
+            heads.len()
+        );
+        assert!(
+            head.minimal_length(),
+            "length not in the shortest form: {head:?}"
+        );
+        if heads.is_empty() {
+            assert!(
+                head.opcode == OP_TEXT || head.opcode == OP_BINARY,
+                "expected a data frame, got {head:?}"
+            );
+        } else {
+            assert_eq!(
+                head.opcode, OP_CONT,
+                "expected a continuation, got {head:?}"
+            );
+        }
+        heads.push(head);
+        data.extend_from_slice(&frame.payload);
+        if head.fin {
+            return (heads, data);
+        }
+    }
+}
+
 // ------------------------------------------------------------ send_message
 
 #[test]
@@ -84,15 +122,25 @@ fn send_message_from_the_server_reaches_a_raw_client_unmasked_in_the_right_lengt
                 .send_message(WebSocket::FMT_TEXT, text_of(len))
                 .expect("send text");
         });
-        let f = peer.read();
-        assert!(!f.masked, "a server never masks");
-        assert!(f.fin);
-        assert_eq!(f.opcode, OP_BINARY);
-        assert_eq!(f.payload.len(), len);
-        assert_eq!(f.payload, pattern(len));
-        let (op, data) = peer.read_message();
-        assert_eq!(op, OP_TEXT);
-        assert_eq!(data, text_of(len).into_bytes());
+        for (opcode, want) in [
+            (OP_BINARY, pattern(len)),
+            (OP_TEXT, text_of(len).into_bytes()),
+        ] {
+            let (heads, data) = read_server_message(&mut peer);
+            assert_eq!(heads[0].opcode, opcode, "{len} bytes");
+            assert_eq!(data.len(), len, "reassembled length");
+            assert!(data == want, "the {len} bytes differ from the message sent");
+            if len <= 64 << 10 {
+                // At most 64 KiB: one frame, in the shortest length form.
+                assert_eq!(heads.len(), 1, "a message of {len} bytes is one frame");
+                let form = match len {
+                    0..=125 => len as u8,
+                    126..=65535 => 126,
+                    _ => 127,
+                };
+                assert_eq!(heads[0].len_field, form, "length form of {len} bytes");
+            }
+        }
         sending.join().expect("sender thread");
     }
     ws.close(4000).expect("close");

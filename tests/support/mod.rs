@@ -116,6 +116,54 @@ impl Frame {
     }
 }
 
+/// A frame header read back from the library, as it was on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHead {
+    pub fin: bool,
+    pub rsv: u8,
+    pub opcode: u8,
+    pub mask: Option<[u8; 4]>,
+    /// The payload length.
+    pub len: u64,
+    /// The 7-bit length field: the length itself (0 to 125), 126 when a
+    /// 16-bit length follows, 127 when a 64-bit length follows.
+    pub len_field: u8,
+}
+
+impl FrameHead {
+    pub fn masked(&self) -> bool {
+        self.mask.is_some()
+    }
+
+    /// Whether the length is in the shortest form that holds it, as
+    /// RFC 6455 §5.2 requires.
+    pub fn minimal_length(&self) -> bool {
+        match self.len_field {
+            126 => (126..=0xFFFF).contains(&self.len),
+            127 => self.len > 0xFFFF,
+            n => u64::from(n) == self.len,
+        }
+    }
+
+    /// Unmasks payload bytes that start `offset` bytes into the payload.
+    pub fn unmask(&self, bytes: &mut [u8], offset: u64) {
+        let Some(key) = self.mask else { return };
+        // The key as it lines up with `bytes[0]`, eight bytes at a time (the
+        // tests run unoptimized, and payloads reach 64 MiB).
+        let shift = (offset % 4) as usize;
+        let key: [u8; 4] = std::array::from_fn(|i| key[(i + shift) % 4]);
+        let wide = u64::from_ne_bytes(std::array::from_fn(|i| key[i % 4]));
+        let mut chunks = bytes.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            let word = u64::from_ne_bytes((&*chunk).try_into().expect("8 bytes")) ^ wide;
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+}
+
 /// A close payload: the code and a reason.
 pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     let mut p = code.to_be_bytes().to_vec();
@@ -200,6 +248,48 @@ impl RawPeer {
 
     /// Reads one frame; `Ok(None)` on EOF.
     pub fn try_read(&mut self) -> io::Result<Option<Frame>> {
+        Ok(self.try_read_with_head()?.map(|(_, frame)| frame))
+    }
+
+    /// Reads one frame with its header; panics on a timeout or EOF.
+    pub fn read_with_head(&mut self) -> (FrameHead, Frame) {
+        match self.try_read_with_head() {
+            Ok(Some(read)) => read,
+            Ok(None) => panic!("the library closed the connection instead of sending a frame"),
+            Err(e) => panic!("reading a frame from the library failed: {e}"),
+        }
+    }
+
+    /// Reads one frame with its header; `Ok(None)` on EOF.
+    pub fn try_read_with_head(&mut self) -> io::Result<Option<(FrameHead, Frame)>> {
+        let Some(head) = self.try_read_head()? else {
+            return Ok(None);
+        };
+        let mut payload = vec![0u8; head.len as usize];
+        self.stream.read_exact(&mut payload)?;
+        head.unmask(&mut payload, 0);
+        let frame = Frame {
+            fin: head.fin,
+            rsv: head.rsv,
+            opcode: head.opcode,
+            masked: head.mask.is_some(),
+            payload,
+        };
+        Ok(Some((head, frame)))
+    }
+
+    /// Reads a frame's header only (its payload is left on the socket, for
+    /// [`read_payload`](Self::read_payload)); panics on a timeout or EOF.
+    pub fn read_head(&mut self) -> FrameHead {
+        match self.try_read_head() {
+            Ok(Some(head)) => head,
+            Ok(None) => panic!("the library closed the connection instead of sending a frame"),
+            Err(e) => panic!("reading a frame header from the library failed: {e}"),
+        }
+    }
+
+    /// Reads a frame's header only; `Ok(None)` on EOF.
+    pub fn try_read_head(&mut self) -> io::Result<Option<FrameHead>> {
         let mut head = [0u8; 2];
         if !read_full_or_eof(&mut self.stream, &mut head)? {
             return Ok(None);
@@ -208,7 +298,8 @@ impl RawPeer {
         let rsv = (head[0] >> 4) & 7;
         let opcode = head[0] & 0xF;
         let masked = head[1] & 0x80 != 0;
-        let len = match head[1] & 0x7F {
+        let len_field = head[1] & 0x7F;
+        let len = match len_field {
             126 => {
                 let mut b = [0u8; 2];
                 self.stream.read_exact(&mut b)?;
@@ -222,24 +313,37 @@ impl RawPeer {
             n => u64::from(n),
         };
         assert!(len <= 64 << 20, "the library sent a frame of {len} bytes");
-        let mut key = [0u8; 4];
-        if masked {
+        let mask = if masked {
+            let mut key = [0u8; 4];
             self.stream.read_exact(&mut key)?;
-        }
-        let mut payload = vec![0u8; len as usize];
-        self.stream.read_exact(&mut payload)?;
-        if masked {
-            for (i, b) in payload.iter_mut().enumerate() {
-                *b ^= key[i % 4];
-            }
-        }
-        Ok(Some(Frame {
+            Some(key)
+        } else {
+            None
+        };
+        Ok(Some(FrameHead {
             fin,
             rsv,
             opcode,
-            masked,
-            payload,
+            mask,
+            len,
+            len_field,
         }))
+    }
+
+    /// Reads `n` bytes of the payload of the frame whose header was just
+    /// read, unmasked; `offset` is how much of that payload was read before.
+    pub fn read_payload(&mut self, head: &FrameHead, offset: u64, n: usize) -> Vec<u8> {
+        assert!(
+            offset + n as u64 <= head.len,
+            "reading past the end of a payload of {} bytes",
+            head.len
+        );
+        let mut part = vec![0u8; n];
+        if let Err(e) = self.stream.read_exact(&mut part) {
+            panic!("reading a payload from the library failed: {e}");
+        }
+        head.unmask(&mut part, offset);
+        part
     }
 
     /// Reads frames until a data message is complete; pongs are returned as
@@ -477,8 +581,13 @@ pub fn open_client(url: &str, protocols: &[&str]) -> (WebSocket, Receiver<Seen>)
 /// A client `WebSocket` connected to a [`RawServer`] that answered its
 /// upgrade: its events are recorded, and `connect` was already seen.
 pub fn client_of_raw_peer() -> (WebSocket, Receiver<Seen>, RawPeer) {
+    client_of_raw_peer_with(Config::default())
+}
+
+/// Like [`client_of_raw_peer`], for a client `WebSocket` with `config`.
+pub fn client_of_raw_peer_with(config: Config) -> (WebSocket, Receiver<Seen>, RawPeer) {
     let raw = RawServer::new();
-    let ws = WebSocket::new();
+    let ws = WebSocket::with_config(config);
     let rx = record(&ws);
     ws.connect(&raw.url(), &[]).expect("connect");
     let (peer, _) = raw.accept();
