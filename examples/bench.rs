@@ -203,13 +203,16 @@ fn frame(size: usize) -> Vec<u8> {
     out
 }
 
-/// Counts whole frames in what the server sends back (masked or not).
+/// Counts whole messages in what the server sends back (masked or not; a
+/// message in fragments counts once, at its final frame).
 struct FrameCounter {
     buf: Vec<u8>,
     start: usize,
     end: usize,
     /// Payload bytes of the current frame still to skip.
     skip: u64,
+    /// Whether the current frame is a message's final frame.
+    fin: bool,
 }
 
 impl FrameCounter {
@@ -219,6 +222,7 @@ impl FrameCounter {
             start: 0,
             end: 0,
             skip: 0,
+            fin: false,
         }
     }
 
@@ -253,7 +257,7 @@ impl FrameCounter {
                 if self.skip > 0 {
                     return done;
                 }
-                done += 1;
+                done += u64::from(self.fin);
                 continue;
             }
             let b = &self.buf[self.start..self.end];
@@ -261,6 +265,7 @@ impl FrameCounter {
                 return done;
             }
             let masked = b[1] & 0x80 != 0;
+            let fin = b[0] & 0x80 != 0;
             let (len, mut head) = match b[1] & 0x7F {
                 126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
                 127 if b.len() >= 10 => {
@@ -278,8 +283,9 @@ impl FrameCounter {
                 return done;
             }
             self.start += head;
+            self.fin = fin;
             if len == 0 {
-                done += 1;
+                done += u64::from(fin);
             } else {
                 self.skip = len;
             }
