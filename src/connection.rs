@@ -15,6 +15,7 @@
 use crate::error::Error;
 use crate::proto::connection::{Connection, Ending, SendError, Settings};
 use crate::proto::frame::{OP_CONTINUATION, OP_PING, OP_PONG};
+use crate::proto::mask::extend_masked;
 use crate::proto::receiver::Incoming;
 use crate::proto::sender::OutgoingHeader;
 use crate::proto::Role;
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 /// this size, so that a pong or a close frame never waits behind more
 /// than this many bytes of another message (RFC 6455 §5.4 lets control
 /// frames go between fragments).
-pub(crate) const FRAGMENT_SIZE: usize = 256 << 10;
+pub(crate) const FRAGMENT_SIZE: usize = 1 << 20;
 /// A server's frames up to this size are copied after their header into one
 /// write; larger ones go out with their header in one vectored write.
 const COALESCE_LIMIT: usize = 16 << 10;
@@ -45,6 +46,8 @@ const CORK_LIMIT: usize = 64 << 10;
 /// the read buffer.
 const DIRECT_READ_MIN: usize = 16 << 10;
 const DIRECT_READ_MAX: usize = 256 << 10;
+/// A client masks a large payload into its write buffer this much at a time.
+const MASK_PIECE: usize = 64 << 10;
 /// The writer keeps a buffer of at most this capacity between writes.
 const KEEP_BUFFER: usize = 256 << 10;
 
@@ -70,7 +73,6 @@ struct Locked {
 /// A connection after its TCP (and TLS) setup.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) role: Role,
     pub(crate) transport: Transport,
     locked: Mutex<Locked>,
     /// Signalled when the writer role is released, a take is written, a
@@ -88,7 +90,6 @@ pub(crate) struct Conn {
 impl Conn {
     pub(crate) fn new(role: Role, transport: Transport, settings: Settings) -> Conn {
         Conn {
-            role,
             transport,
             locked: Mutex::new(Locked {
                 proto: Connection::new(role, settings, Instant::now()),
@@ -145,10 +146,7 @@ impl Conn {
     pub(crate) fn send(&self, opcode: u8, payload: &[u8]) -> Result<(), Error> {
         let control = opcode == OP_PING || opcode == OP_PONG;
         let mut st = self.lock();
-        if control
-            || payload.len() <= COALESCE_LIMIT
-            || (self.role == Role::Client && payload.len() <= FRAGMENT_SIZE)
-        {
+        if control || payload.len() <= COALESCE_LIMIT {
             st = self.wait_for_turn(st, control)?;
             st.proto
                 .send_frame(opcode, payload, true)
@@ -162,21 +160,15 @@ impl Conn {
             }
             return self.flush(st, true).map(drop);
         }
-        // Fragments; a server writes each payload piece straight from the
-        // caller's buffer, a client masks it into the queue.
+        // One frame or several, each written from the caller's buffer: a
+        // server's as it is, a client's masked a piece at a time.
         st = self.wait_for_turn(st, false)?;
         let mut rest = payload;
         let mut op = opcode;
         loop {
             let (piece, tail) = rest.split_at(rest.len().min(FRAGMENT_SIZE));
             let fin = tail.is_empty();
-            st = match self.role {
-                Role::Client => {
-                    st.proto.send_frame(op, piece, fin).map_err(send_error)?;
-                    self.flush(st, true)?
-                }
-                Role::Server => self.write_direct(st, op, piece, fin)?,
-            };
+            st = self.write_direct(st, op, piece, fin)?;
             if fin {
                 self.wake(&st);
                 return Ok(());
@@ -285,10 +277,13 @@ impl Conn {
             st.takes_started += 1;
             drop(st);
             let written = match direct.take() {
-                Some((header, payload)) => {
-                    self.transport
-                        .write_all_parts(&buf, header.as_bytes(), payload, &mut spare)
-                }
+                Some((header, payload)) => match header.mask {
+                    None => {
+                        self.transport
+                            .write_all_parts(&buf, header.as_bytes(), payload, &mut spare)
+                    }
+                    Some(key) => self.write_masked(&mut buf, &header, payload, key, &mut spare),
+                },
                 None => self.transport.write_all(&buf, &mut spare),
             };
             if written.is_ok() && shutdown {
@@ -312,6 +307,30 @@ impl Conn {
         st.writing = false;
         self.wake(&st);
         st
+    }
+
+    /// Writes `buf` (frames queued before), then a client's frame: its
+    /// header and its payload masked with `key`, a piece at a time so that
+    /// a large frame is never copied whole.
+    fn write_masked(
+        &self,
+        buf: &mut Vec<u8>,
+        header: &OutgoingHeader,
+        payload: &[u8],
+        key: [u8; 4],
+        spare: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        buf.extend_from_slice(header.as_bytes());
+        // Pieces are a multiple of 4 bytes long: each starts at mask offset 0.
+        for piece in payload.chunks(MASK_PIECE) {
+            extend_masked(buf, piece, key, 0);
+            self.transport.write_all(buf, spare)?;
+            buf.clear();
+        }
+        if payload.is_empty() {
+            self.transport.write_all(buf, spare)?;
+        }
+        Ok(())
     }
 
     /// Starts the closing handshake with `code` unless a close frame was
@@ -454,46 +473,43 @@ pub(crate) fn read_loop(
     // The read timeout now set on the socket, to change it only when needed.
     let mut read_timeout: Option<Duration> = None;
     let mut messages = Vec::new();
-    let mut recycled: Vec<Vec<u8>> = Vec::new();
+    let mut recycled = Vec::new();
+    let mut st = conn.lock();
     if !leftover.is_empty() {
-        let mut st = conn.lock();
         st.proto.receive(leftover, Instant::now());
-        dispatch(conn, st, &mut messages, &mut recycled, deliver);
+        st = dispatch(conn, st, &mut messages, &mut recycled, deliver);
     }
     loop {
-        let (mut room, wanted) = {
-            let mut st = conn.lock();
-            for b in recycled.drain(..) {
-                st.proto.recycle(b);
-            }
-            let now = Instant::now();
-            if st.proto.poll_timeout().is_some_and(|d| d <= now) {
-                st.proto.handle_timeout(now);
-            }
-            if st.proto.has_transmit() {
-                // About to read again: what listeners sent, pongs and close
-                // frames go out now (or after the frame another thread is
-                // writing).
-                st = match conn.flush(st, false) {
-                    Ok(st) => st,
-                    Err(_) => conn.lock(),
-                };
-            } else if conn.transport.has_pending_output() && !st.writing {
-                st = conn.write_out(st, None);
-            }
-            if let Some(ending) = st.proto.ending() {
-                return (ending, None);
-            }
-            let wanted = st
-                .proto
-                .poll_timeout()
-                .map(|d| d.saturating_duration_since(now));
-            if wanted == Some(Duration::ZERO) {
-                continue;
-            }
-            let room = st.proto.lend_room(DIRECT_READ_MIN, DIRECT_READ_MAX);
-            (room, wanted)
-        };
+        // One lock for everything before the read: timers, what listeners
+        // sent, pongs and close frames (written now, or after the frame
+        // another thread is writing), the next deadline, the room to read
+        // into.
+        let deadline = st.proto.poll_timeout();
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            st.proto.handle_timeout(now);
+        }
+        if st.proto.has_transmit() {
+            st = match conn.flush(st, false) {
+                Ok(st) => st,
+                Err(_) => conn.lock(),
+            };
+        } else if conn.transport.has_pending_output() && !st.writing {
+            st = conn.write_out(st, None);
+        }
+        if let Some(ending) = st.proto.ending() {
+            return (ending, None);
+        }
+        let wanted = st
+            .proto
+            .poll_timeout()
+            .map(|d| d.saturating_duration_since(now));
+        if wanted == Some(Duration::ZERO) {
+            continue;
+        }
+        let mut room = st.proto.lend_room(DIRECT_READ_MIN, DIRECT_READ_MAX);
+        drop(st);
+
         if wanted != read_timeout {
             let _ = conn.transport.socket().set_read_timeout(wanted);
             read_timeout = wanted;
@@ -506,12 +522,10 @@ pub(crate) fn read_loop(
             None => buf.bytes(),
         };
         let result = conn.transport.read(target, &mut cipher);
+
         let now = Instant::now();
-        let mut st = conn.lock();
-        let n = match &result {
-            Ok(n) => *n,
-            Err(_) => 0,
-        };
+        st = conn.lock();
+        let n = *result.as_ref().unwrap_or(&0);
         let direct = room.is_some();
         match room {
             Some(room) => st.proto.return_room(room, n, now),
@@ -542,22 +556,22 @@ pub(crate) fn read_loop(
         if !direct && n == buf.len() && buf.len() < READ_BUFFER_MAX {
             buf = ReadBuffer::new(READ_BUFFER_MAX);
         }
-        dispatch(conn, st, &mut messages, &mut recycled, deliver);
+        st = dispatch(conn, st, &mut messages, &mut recycled, deliver);
     }
 }
 
 /// Delivers what one read completed, in order with the protocol's answers
 /// to the control frames among it, with the connection's own small sends
-/// corked until the loop is about to read again. Takes the lock `st` and
-/// releases it while listeners run.
+/// corked until the loop is about to read again. Takes the lock `st`,
+/// releases it while listeners run, and returns it taken again, with the
+/// delivered buffers given back to the receiver.
 fn dispatch<'a>(
     conn: &'a Conn,
     mut st: MutexGuard<'a, Locked>,
     messages: &mut Vec<Incoming>,
     recycled: &mut Vec<Vec<u8>>,
     deliver: &mut dyn Deliver,
-) {
-    let mut delivered = false;
+) -> MutexGuard<'a, Locked> {
     while st.proto.has_messages() {
         st.proto.poll_messages(Instant::now(), messages);
         if messages.is_empty() {
@@ -568,19 +582,17 @@ fn dispatch<'a>(
         for msg in messages.drain(..) {
             match msg {
                 Incoming::Pong(_) => log::trace!("pong received"),
-                msg => {
-                    if let Some(b) = deliver.message(msg) {
-                        recycled.push(b);
-                    }
-                }
+                msg => recycled.extend(deliver.message(msg)),
             }
         }
-        delivered = true;
-        st = conn.lock();
-    }
-    drop(st);
-    if delivered {
+        // Without the lock: this may drop the application's last handle,
+        // which closes the connection.
         deliver.read_done();
         conn.cork.store(false, Ordering::Relaxed);
+        st = conn.lock();
+        for b in recycled.drain(..) {
+            st.proto.recycle(b);
+        }
     }
+    st
 }
