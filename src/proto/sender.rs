@@ -7,30 +7,23 @@ use super::frame::MAX_HEADER_LEN;
 use super::Role;
 
 /// Masking keys from the operating system's CSPRNG, fetched 64 at a time so
-/// that a frame does not cost a system call.
-#[derive(Debug)]
+/// that a frame does not cost a system call. The pool is allocated on the
+/// first key: a server, which never masks, carries none.
+#[derive(Debug, Default)]
 pub struct MaskKeys {
-    pool: [u8; 256],
+    pool: Option<Box<[u8; 256]>>,
     used: usize,
-}
-
-impl Default for MaskKeys {
-    fn default() -> Self {
-        MaskKeys {
-            pool: [0; 256],
-            used: 256,
-        }
-    }
 }
 
 impl MaskKeys {
     /// The next unused key.
     pub fn next_key(&mut self) -> Result<[u8; 4], getrandom::Error> {
-        if self.used + 4 > self.pool.len() {
-            getrandom::fill(&mut self.pool)?;
+        let pool = self.pool.get_or_insert_with(|| Box::new([0; 256]));
+        if self.used == 0 || self.used + 4 > pool.len() {
+            getrandom::fill(&mut pool[..])?;
             self.used = 0;
         }
-        let k = &self.pool[self.used..self.used + 4];
+        let k = &pool[self.used..self.used + 4];
         let key = [k[0], k[1], k[2], k[3]];
         self.used += 4;
         Ok(key)
