@@ -59,6 +59,8 @@ struct Locked {
     writing: bool,
     /// A write failed: the socket is shut down and nothing more is sent.
     broken: Option<io::ErrorKind>,
+    /// The number of the take whose write failed.
+    broken_take: u64,
     /// Queue takes begun and finished by writers: a sender whose frames are
     /// queued knows they are written when the next take has finished.
     takes_started: u64,
@@ -95,6 +97,7 @@ impl Conn {
                 proto: Connection::new(role, settings, Instant::now()),
                 writing: false,
                 broken: None,
+                broken_take: 0,
                 takes_started: 0,
                 takes_done: 0,
                 buf: Vec::new(),
@@ -209,11 +212,14 @@ impl Conn {
     ) -> Result<MutexGuard<'a, Locked>, Error> {
         let mine = st.takes_started + 1;
         loop {
+            if let Some(kind) = st.broken {
+                // Frames written by an earlier take went out.
+                if st.broken_take <= mine {
+                    return Err(Error::Io(kind.into()));
+                }
+            }
             if st.takes_done >= mine {
                 return Ok(st);
-            }
-            if let Some(kind) = st.broken {
-                return Err(Error::Io(kind.into()));
             }
             if !st.writing {
                 st = self.write_out(st, None);
@@ -293,6 +299,7 @@ impl Conn {
             st.takes_done += 1;
             if let Err(e) = written {
                 log::debug!("write failed: {e}");
+                st.broken_take = st.takes_done;
                 // A partial frame cannot be continued: the reader sees the
                 // broken socket and ends the connection.
                 st.broken = Some(e.kind());
