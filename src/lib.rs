@@ -36,8 +36,10 @@ mod connection;
 mod dispatcher;
 mod error;
 mod event;
+mod message;
 pub mod proto;
 mod server_socket;
+mod target;
 mod transport;
 mod websocket;
 
@@ -48,5 +50,6 @@ pub use event::{
     Event, EventTarget, Format, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent,
     ServerSocketConnectEvent, WebSocketEvent,
 };
+pub use message::MessageData;
 pub use server_socket::ServerSocket;
-pub use websocket::{MessageData, WeakWebSocket, WebSocket};
+pub use websocket::{WeakWebSocket, WebSocket};

@@ -7,76 +7,20 @@ use crate::error::Error;
 use crate::event::{
     Event, EventTarget, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent, WebSocketEvent,
 };
+use crate::message::MessageData;
 use crate::proto::close::{self, ABNORMAL, GOING_AWAY, TLS_HANDSHAKE};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
 use crate::proto::handshake;
 use crate::proto::receiver::{Incoming, Receiver};
 use crate::proto::Role;
+use crate::target::{is_token, Target};
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
-use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// The data of an outgoing message: text or bytes.
-///
-/// Made from `&str`, `String`, `&[u8]`, `Vec<u8>` and their references, so
-/// [`WebSocket::send_message`] takes any of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MessageData<'a> {
-    /// A string (AS3 `String`).
-    Text(Cow<'a, str>),
-    /// Bytes (AS3 `ByteArray`).
-    Bytes(Cow<'a, [u8]>),
-}
-
-impl MessageData<'_> {
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            MessageData::Text(s) => s.as_bytes(),
-            MessageData::Bytes(b) => b,
-        }
-    }
-}
-
-impl<'a> From<&'a str> for MessageData<'a> {
-    fn from(s: &'a str) -> Self {
-        MessageData::Text(Cow::Borrowed(s))
-    }
-}
-impl<'a> From<&'a String> for MessageData<'a> {
-    fn from(s: &'a String) -> Self {
-        MessageData::Text(Cow::Borrowed(s))
-    }
-}
-impl From<String> for MessageData<'_> {
-    fn from(s: String) -> Self {
-        MessageData::Text(Cow::Owned(s))
-    }
-}
-impl<'a> From<&'a [u8]> for MessageData<'a> {
-    fn from(b: &'a [u8]) -> Self {
-        MessageData::Bytes(Cow::Borrowed(b))
-    }
-}
-impl<'a, const N: usize> From<&'a [u8; N]> for MessageData<'a> {
-    fn from(b: &'a [u8; N]) -> Self {
-        MessageData::Bytes(Cow::Borrowed(b))
-    }
-}
-impl<'a> From<&'a Vec<u8>> for MessageData<'a> {
-    fn from(b: &'a Vec<u8>) -> Self {
-        MessageData::Bytes(Cow::Borrowed(b))
-    }
-}
-impl From<Vec<u8>> for MessageData<'_> {
-    fn from(b: Vec<u8>) -> Self {
-        MessageData::Bytes(Cow::Owned(b))
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -597,70 +541,6 @@ fn check_close_code(code: u32) -> Result<(), Error> {
         Err(Error::argument(format!(
             "close: code {code} may not be sent (use 1000-1003, 1007-1014 or 3000-4999)"
         )))
-    }
-}
-
-/// An HTTP token (RFC 7230 §3.2.6), as a subprotocol name must be.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Where a client connects, from its URL.
-#[derive(Debug, Clone)]
-struct Target {
-    url: String,
-    host: String,
-    port: u16,
-    tls: bool,
-    host_header: String,
-    resource: String,
-}
-
-impl Target {
-    fn parse(url: &str) -> Result<Target, Error> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| Error::argument(format!("connect: invalid URL '{url}': {e}")))?;
-        let tls = match parsed.scheme() {
-            "ws" => false,
-            "wss" => true,
-            other => {
-                return Err(Error::argument(format!(
-                    "connect: invalid protocol '{other}' in '{url}' (use ws:// or wss://)"
-                )));
-            }
-        };
-        let host = match parsed.host() {
-            Some(url::Host::Domain(d)) => d.to_owned(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(Error::argument(format!("connect: no host in '{url}'"))),
-        };
-        let port = parsed
-            .port_or_known_default()
-            .unwrap_or(if tls { 443 } else { 80 });
-        let host_str = parsed.host_str().unwrap_or_default();
-        let host_header = match parsed.port() {
-            Some(p) => format!("{host_str}:{p}"),
-            None => host_str.to_owned(),
-        };
-        let mut resource = parsed.path().to_owned();
-        if resource.is_empty() {
-            resource.push('/');
-        }
-        if let Some(q) = parsed.query() {
-            resource.push('?');
-            resource.push_str(q);
-        }
-        Ok(Target {
-            url: url.to_owned(),
-            host,
-            port,
-            tls,
-            host_header,
-            resource,
-        })
     }
 }
 
@@ -1198,56 +1078,4 @@ fn linger(conn: &Conn) {
         }
     }
     conn.transport.shutdown();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_ports_path_and_host_header() {
-        let t = Target::parse("wss://example.com").unwrap();
-        assert_eq!((t.port, t.tls, t.resource.as_str()), (443, true, "/"));
-        assert_eq!(t.host_header, "example.com");
-        let t = Target::parse("ws://example.com").unwrap();
-        assert_eq!((t.port, t.tls), (80, false));
-        let t = Target::parse("ws://example.com:80/a").unwrap();
-        assert_eq!((t.port, t.host_header.as_str()), (80, "example.com"));
-        let t = Target::parse("ws://Example.COM:8080/chat?room=1&x=%20#frag").unwrap();
-        assert_eq!(t.port, 8080);
-        assert_eq!(t.host_header, "example.com:8080");
-        assert_eq!(t.resource, "/chat?room=1&x=%20");
-        let t = Target::parse("ws://[::1]:9001").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.host_header.as_str()),
-            ("::1", "[::1]:9001")
-        );
-        let t = Target::parse("wss://127.0.0.1:443/").unwrap();
-        assert_eq!(t.host_header, "127.0.0.1");
-    }
-
-    #[test]
-    fn invalid_urls_are_argument_errors() {
-        for url in [
-            "",
-            "example.com",
-            "http://example.com/",
-            "ws://",
-            "wss://:443/",
-            "ftp://x/",
-        ] {
-            assert!(
-                matches!(Target::parse(url), Err(Error::Argument(_))),
-                "{url:?} should be refused"
-            );
-        }
-    }
-
-    #[test]
-    fn protocol_tokens() {
-        assert!(is_token("chat.v2"));
-        assert!(!is_token("two words"));
-        assert!(!is_token("a,b"));
-        assert!(!is_token(""));
-    }
 }
