@@ -33,6 +33,7 @@
 
 mod config;
 mod connection;
+mod deadline;
 mod dispatcher;
 mod error;
 mod event;

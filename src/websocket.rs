@@ -2,6 +2,7 @@
 
 use crate::config::{Config, MAX_MESSAGE_CEILING};
 use crate::connection::{self, Conn, Ending};
+use crate::deadline::DeadlineReader;
 use crate::dispatcher::{EventDispatcher, ListenerRegistry};
 use crate::error::Error;
 use crate::event::{
@@ -924,30 +925,16 @@ impl Session {
         let mut head = Vec::new();
         let mut buf = vec![0u8; 4096];
         let mut cipher = vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }];
+        let mut reader = DeadlineReader::new(
+            conn.transport.socket(),
+            Some(deadline),
+            None,
+            "handshake timed out",
+        );
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return HeadResult::Io(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "handshake timed out",
-                ));
-            }
-            let _ = conn.transport.socket().set_read_timeout(Some(remaining));
-            match conn.transport.read(&mut buf, &mut cipher) {
+            match reader.read(|| conn.transport.read(&mut buf, &mut cipher)) {
                 Ok(0) => return HeadResult::Eof,
                 Ok(n) => head.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return HeadResult::Io(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "handshake timed out",
-                    ));
-                }
                 Err(e) => return HeadResult::Io(e),
             }
             match parse(&head) {
@@ -1063,16 +1050,16 @@ enum HeadResult<T, E> {
 /// the client has read the response.
 fn linger(conn: &Conn) {
     conn.shutdown_write();
-    let deadline = Instant::now() + Duration::from_secs(1);
     let mut buf = [0u8; 1024];
     let mut cipher = vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }];
+    let mut reader = DeadlineReader::new(
+        conn.transport.socket(),
+        Some(Instant::now() + Duration::from_secs(1)),
+        None,
+        "lingering timed out",
+    );
     for _ in 0..256 {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            break;
-        }
-        let _ = conn.transport.socket().set_read_timeout(Some(remaining));
-        match conn.transport.read(&mut buf, &mut cipher) {
+        match reader.read(|| conn.transport.read(&mut buf, &mut cipher)) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
