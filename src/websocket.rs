@@ -1,19 +1,17 @@
 //! AIR's `WebSocket` class.
 
 use crate::config::{Config, MAX_MESSAGE_CEILING};
-use crate::connection::{self, Conn, Ending};
+use crate::connection::Conn;
 use crate::deadline::DeadlineReader;
 use crate::dispatcher::{EventDispatcher, ListenerRegistry};
 use crate::error::Error;
-use crate::event::{
-    Event, EventTarget, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent, WebSocketEvent,
-};
+use crate::event::{Event, EventTarget, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent};
 use crate::message::MessageData;
 use crate::proto::close::{self, ABNORMAL, GOING_AWAY, TLS_HANDSHAKE};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
 use crate::proto::handshake;
-use crate::proto::receiver::{Incoming, Receiver};
 use crate::proto::Role;
+use crate::session::Session;
 use crate::target::{is_token, Target};
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
 use std::fmt;
@@ -23,8 +21,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Where a `WebSocket` is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     /// Never connected.
     Idle,
     /// `connect()` or `start_server()` was called; the handshake runs.
@@ -38,28 +37,34 @@ enum Phase {
     Closed,
 }
 
+/// What the `Shared::state` lock guards.
 #[derive(Debug)]
-struct State {
+pub(crate) struct State {
     /// Counts connections; a connection's thread acts only while it is current.
-    generation: u64,
-    phase: Phase,
-    conn: Option<Arc<Conn>>,
+    pub(crate) generation: u64,
+    pub(crate) phase: Phase,
+    /// The open connection.
+    pub(crate) conn: Option<Arc<Conn>>,
     /// The socket while connecting (shared, not duplicated), so that `close()` can abort.
-    pending: Option<Arc<TcpStream>>,
-    protocol: String,
-    close_reason: i32,
+    pub(crate) pending: Option<Arc<TcpStream>>,
+    /// The `protocol` property.
+    pub(crate) protocol: String,
+    /// The `closeReason` property.
+    pub(crate) close_reason: i32,
 }
 
-struct Shared {
-    listeners: ListenerRegistry,
-    config: Config,
+/// What every handle of one `WebSocket` and its connection's thread share.
+pub(crate) struct Shared {
+    pub(crate) listeners: ListenerRegistry,
+    pub(crate) config: Config,
     state: Mutex<State>,
     /// Signalled whenever a connection ends (see `wait_closed`).
-    ended: Condvar,
+    pub(crate) ended: Condvar,
 }
 
 impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
+    /// Locks the state.
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -113,7 +118,7 @@ impl Shared {
 }
 
 /// Closes the connection when the last user handle goes away.
-struct Handle {
+pub(crate) struct Handle {
     shared: Arc<Shared>,
 }
 
@@ -145,7 +150,7 @@ impl Drop for Handle {
 /// ```
 #[derive(Clone)]
 pub struct WebSocket {
-    handle: Arc<Handle>,
+    pub(crate) handle: Arc<Handle>,
 }
 
 /// A handle that does not keep the connection open: see [`WebSocket::downgrade`].
@@ -545,59 +550,20 @@ fn check_close_code(code: u32) -> Result<(), Error> {
     }
 }
 
-/// The connection's thread: its link to the `WebSocket` and its generation.
-struct Session {
-    shared: Arc<Shared>,
-    handle: Weak<Handle>,
-    generation: u64,
-}
-
 impl Session {
-    fn config(&self) -> &Config {
-        &self.shared.config
-    }
-
-    /// Dispatches an event to the listeners, with the `WebSocket` as target
-    /// while a user handle exists.
-    fn dispatch(&self, event: &Event) {
-        self.dispatch_with(event, self.target());
-    }
-
-    /// Dispatches `event` with `target` set while the listeners run.
-    fn dispatch_with(&self, event: &Event, target: Option<EventTarget>) {
-        event.set_target(target);
-        self.shared.listeners.dispatch(event);
-        event.set_target(None);
-    }
-
-    /// A handle to dispatch events with, unless the application dropped
-    /// every handle.
-    fn target(&self) -> Option<EventTarget> {
-        self.handle
-            .upgrade()
-            .map(|handle| Arc::new(WebSocket { handle }) as EventTarget)
-    }
-
-    /// Whether this connection is still being opened (not aborted or replaced).
-    fn still_connecting(&self) -> bool {
-        let st = self.shared.state();
-        st.generation == self.generation && st.phase == Phase::Connecting
-    }
-
     /// Ends a connection that never opened: records the close reason and
     /// dispatches `events` if nobody aborted it meanwhile.
     fn fail_opening(&self, close_reason: Option<u16>, events: &[Event]) {
-        {
-            let mut st = self.shared.state();
-            if st.generation != self.generation || st.phase != Phase::Connecting {
-                return;
-            }
+        let ended = self.with_current(|st| {
             st.phase = Phase::Closed;
             st.pending = None;
             if let Some(code) = close_reason {
                 st.close_reason = i32::from(code);
             }
             self.shared.ended.notify_all();
+        });
+        if ended.is_none() {
+            return;
         }
         for e in events {
             self.dispatch(e);
@@ -615,22 +581,6 @@ impl Session {
     fn closed_before_open(&self, why: &str) {
         log::debug!("connection closed before opening: {why}");
         self.fail_opening(Some(ABNORMAL), &[Event::new(Event::CLOSE, false)]);
-    }
-
-    /// Keeps a handle to the socket so that `close()` can abort the opening.
-    fn register_pending(&self, tcp: &Arc<TcpStream>) -> bool {
-        let mut st = self.shared.state();
-        if st.generation != self.generation || st.phase != Phase::Connecting {
-            return false;
-        }
-        st.pending = Some(tcp.clone());
-        true
-    }
-
-    fn setup_socket(&self, tcp: &TcpStream) -> io::Result<()> {
-        tcp.set_nodelay(self.config().nodelay)?;
-        tcp.set_read_timeout(Some(self.config().handshake_timeout))?;
-        tcp.set_write_timeout(Some(self.config().handshake_timeout))
     }
 
     fn connect_tcp(&self, t: &Target) -> Result<TcpStream, String> {
@@ -898,14 +848,12 @@ impl Session {
                     return self.closed_before_open(&format!("{peer}: {e}"));
                 }
             };
-        let chosen = {
-            let st = self.shared.state();
-            if st.generation != self.generation || st.phase != Phase::Connecting {
-                conn.transport.shutdown();
-                return;
-            }
+        let Some(chosen) = self.with_current(|st| {
             (!st.protocol.is_empty() && request.protocols.contains(&st.protocol))
                 .then(|| st.protocol.clone())
+        }) else {
+            conn.transport.shutdown();
+            return;
         };
         if let Err(e) = conn.write_raw(&handshake::accept_response(&request.key, chosen.as_deref()))
         {
@@ -943,98 +891,6 @@ impl Session {
                 Err(e) => return HeadResult::Invalid(e),
             }
         }
-    }
-
-    /// The handshake succeeded: publishes the connection, dispatches
-    /// `connect`, runs the read loop and ends the connection.
-    fn open_and_run(self, conn: Arc<Conn>, protocol: String, leftover: Vec<u8>, role: Role) {
-        let _ = conn.transport.socket().set_read_timeout(None);
-        let _ = conn
-            .transport
-            .socket()
-            .set_write_timeout(self.config().write_timeout);
-        conn.set_reader_thread();
-        {
-            let mut st = self.shared.state();
-            if st.generation != self.generation || st.phase != Phase::Connecting {
-                conn.transport.shutdown();
-                return;
-            }
-            st.phase = Phase::Open;
-            st.conn = Some(conn.clone());
-            st.pending = None;
-            st.protocol = protocol;
-        }
-        self.dispatch(&Event::new(Event::CONNECT, false));
-        let mut receiver = Receiver::new(role, self.config().limits());
-        let timeouts = connection::Timeouts {
-            close: self.config().close_timeout,
-            idle: self.config().idle_timeout,
-        };
-        let mut events = DataEvents {
-            session: &self,
-            target: None,
-        };
-        let ending = connection::read_loop(&conn, &mut receiver, &leftover, timeouts, &mut events);
-        // No handle of ours outlives the read loop.
-        drop(events);
-        conn.transport.shutdown();
-        conn.mark_finished();
-        let reason = connection::reason_code(&conn, &ending);
-        let notify = {
-            let mut st = self.shared.state();
-            if st.generation != self.generation {
-                false
-            } else {
-                let notify = st.phase == Phase::Open;
-                st.phase = Phase::Closed;
-                st.conn = None;
-                st.close_reason = i32::from(reason);
-                self.shared.ended.notify_all();
-                notify
-            }
-        };
-        log::debug!("connection ended: {ending:?}, close reason {reason}");
-        if notify {
-            if let Ending::IoError(e) = &ending {
-                self.dispatch(&IOErrorEvent::create(
-                    format!("Error #2031: Socket Error. The connection failed: {e}"),
-                    IOErrorEvent::SOCKET_ERROR_ID,
-                ));
-            }
-            self.dispatch(&Event::new(Event::CLOSE, false));
-        }
-    }
-}
-
-/// Delivers the read loop's messages as `websocketData` events.
-///
-/// The events' target (a strong handle) is made once for all the messages
-/// of one read and dropped before the next read, so the connection still
-/// ends right after a listener drops the application's last handle. Each
-/// message's buffer comes back after its dispatch, for the next message.
-struct DataEvents<'a> {
-    session: &'a Session,
-    target: Option<Option<EventTarget>>,
-}
-
-impl connection::Deliver for DataEvents<'_> {
-    fn message(&mut self, msg: Incoming) -> Option<Vec<u8>> {
-        let event = match msg {
-            Incoming::Text(s) => WebSocketEvent::text(s),
-            Incoming::Binary(b) => WebSocketEvent::binary(b),
-            _ => return None,
-        };
-        let target = self
-            .target
-            .get_or_insert_with(|| self.session.target())
-            .clone();
-        self.session.dispatch_with(&event, target);
-        event.into_message_bytes()
-    }
-
-    fn read_done(&mut self) {
-        self.target = None;
     }
 }
 
