@@ -38,6 +38,7 @@ mod dispatcher;
 mod error;
 mod event;
 mod message;
+mod open;
 pub mod proto;
 mod run;
 mod server_socket;
