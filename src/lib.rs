@@ -33,11 +33,17 @@
 
 mod config;
 mod connection;
+mod deadline;
 mod dispatcher;
 mod error;
 mod event;
+mod message;
+mod open;
 pub mod proto;
+mod run;
 mod server_socket;
+mod session;
+mod target;
 mod transport;
 mod websocket;
 
@@ -48,5 +54,6 @@ pub use event::{
     Event, EventTarget, Format, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent,
     ServerSocketConnectEvent, WebSocketEvent,
 };
+pub use message::MessageData;
 pub use server_socket::ServerSocket;
-pub use websocket::{MessageData, WeakWebSocket, WebSocket};
+pub use websocket::{WeakWebSocket, WebSocket};

@@ -97,10 +97,16 @@ fn write_out(mut tcp: &TcpStream, io: &mut MemIo) -> io::Result<()> {
 /// sends a byte now and then cannot keep it going).
 pub(crate) fn drive_handshake(
     mut result: Result<TlsStream<MemIo>, HandshakeError<MemIo>>,
-    mut tcp: &TcpStream,
+    tcp: &TcpStream,
     deadline: Instant,
 ) -> Result<TlsStream<MemIo>, TlsFailure> {
     let mut buf = vec![0u8; 16 << 10];
+    let mut reader = crate::deadline::DeadlineReader::new(
+        tcp,
+        Some(deadline),
+        None,
+        "the TLS handshake timed out",
+    );
     loop {
         match result {
             Ok(mut s) => {
@@ -110,21 +116,9 @@ pub(crate) fn drive_handshake(
             Err(HandshakeError::Failure(e)) => return Err(TlsFailure::Tls(e)),
             Err(HandshakeError::WouldBlock(mut mid)) => {
                 write_out(tcp, mid.get_mut()).map_err(TlsFailure::Io)?;
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                if remaining.is_zero() {
-                    return Err(TlsFailure::Io(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the TLS handshake timed out",
-                    )));
-                }
-                tcp.set_read_timeout(Some(remaining))
+                let n = reader
+                    .read(|| (&*tcp).read(&mut buf))
                     .map_err(TlsFailure::Io)?;
-                let n = loop {
-                    match tcp.read(&mut buf) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        r => break r.map_err(TlsFailure::Io)?,
-                    }
-                };
                 if n == 0 {
                     return Err(TlsFailure::Io(io::Error::new(
                         io::ErrorKind::UnexpectedEof,

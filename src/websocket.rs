@@ -1,86 +1,28 @@
-//! AIR's `WebSocket` class.
+//! AIR's `WebSocket` class: the handle, its shared state and the public API.
+//!
+//! The connection's thread works through a `Session`: opening a client
+//! connection is in `open::client`, a server connection in `open::server`,
+//! the open connection's life in `run`.
 
 use crate::config::{Config, MAX_MESSAGE_CEILING};
-use crate::connection::{self, Conn};
+use crate::connection::Conn;
 use crate::dispatcher::{EventDispatcher, ListenerRegistry};
 use crate::error::Error;
-use crate::event::{
-    Event, EventTarget, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent, WebSocketEvent,
-};
-use crate::proto::close::{self, ABNORMAL, GOING_AWAY, TLS_HANDSHAKE};
-use crate::proto::connection::{Ending, Settings};
+use crate::event::EventTarget;
+use crate::message::MessageData;
+use crate::proto::close::{self, GOING_AWAY};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
-use crate::proto::handshake;
-use crate::proto::receiver::Incoming;
-use crate::proto::Role;
-use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
-use std::borrow::Cow;
+use crate::session::Session;
+use crate::target::{is_token, Target};
 use std::fmt;
-use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The data of an outgoing message: text or bytes.
-///
-/// Made from `&str`, `String`, `&[u8]`, `Vec<u8>` and their references, so
-/// [`WebSocket::send_message`] takes any of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MessageData<'a> {
-    /// A string (AS3 `String`).
-    Text(Cow<'a, str>),
-    /// Bytes (AS3 `ByteArray`).
-    Bytes(Cow<'a, [u8]>),
-}
-
-impl MessageData<'_> {
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            MessageData::Text(s) => s.as_bytes(),
-            MessageData::Bytes(b) => b,
-        }
-    }
-}
-
-impl<'a> From<&'a str> for MessageData<'a> {
-    fn from(s: &'a str) -> Self {
-        MessageData::Text(Cow::Borrowed(s))
-    }
-}
-impl<'a> From<&'a String> for MessageData<'a> {
-    fn from(s: &'a String) -> Self {
-        MessageData::Text(Cow::Borrowed(s))
-    }
-}
-impl From<String> for MessageData<'_> {
-    fn from(s: String) -> Self {
-        MessageData::Text(Cow::Owned(s))
-    }
-}
-impl<'a> From<&'a [u8]> for MessageData<'a> {
-    fn from(b: &'a [u8]) -> Self {
-        MessageData::Bytes(Cow::Borrowed(b))
-    }
-}
-impl<'a, const N: usize> From<&'a [u8; N]> for MessageData<'a> {
-    fn from(b: &'a [u8; N]) -> Self {
-        MessageData::Bytes(Cow::Borrowed(b))
-    }
-}
-impl<'a> From<&'a Vec<u8>> for MessageData<'a> {
-    fn from(b: &'a Vec<u8>) -> Self {
-        MessageData::Bytes(Cow::Borrowed(b))
-    }
-}
-impl From<Vec<u8>> for MessageData<'_> {
-    fn from(b: Vec<u8>) -> Self {
-        MessageData::Bytes(Cow::Owned(b))
-    }
-}
-
+/// Where a `WebSocket` is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     /// Never connected.
     Idle,
     /// `connect()` or `start_server()` was called; the handshake runs.
@@ -94,28 +36,34 @@ enum Phase {
     Closed,
 }
 
+/// What the `Shared::state` lock guards.
 #[derive(Debug)]
-struct State {
+pub(crate) struct State {
     /// Counts connections; a connection's thread acts only while it is current.
-    generation: u64,
-    phase: Phase,
-    conn: Option<Arc<Conn>>,
+    pub(crate) generation: u64,
+    pub(crate) phase: Phase,
+    /// The open connection.
+    pub(crate) conn: Option<Arc<Conn>>,
     /// The socket while connecting (shared, not duplicated), so that `close()` can abort.
-    pending: Option<Arc<TcpStream>>,
-    protocol: String,
-    close_reason: i32,
+    pub(crate) pending: Option<Arc<TcpStream>>,
+    /// The `protocol` property.
+    pub(crate) protocol: String,
+    /// The `closeReason` property.
+    pub(crate) close_reason: i32,
 }
 
-struct Shared {
-    listeners: ListenerRegistry,
-    config: Config,
+/// What every handle of one `WebSocket` and its connection's thread share.
+pub(crate) struct Shared {
+    pub(crate) listeners: ListenerRegistry,
+    pub(crate) config: Config,
     state: Mutex<State>,
     /// Signalled whenever a connection ends (see `wait_closed`).
-    ended: Condvar,
+    pub(crate) ended: Condvar,
 }
 
 impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
+    /// Locks the state.
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -169,7 +117,7 @@ impl Shared {
 }
 
 /// Closes the connection when the last user handle goes away.
-struct Handle {
+pub(crate) struct Handle {
     shared: Arc<Shared>,
 }
 
@@ -201,7 +149,7 @@ impl Drop for Handle {
 /// ```
 #[derive(Clone)]
 pub struct WebSocket {
-    handle: Arc<Handle>,
+    pub(crate) handle: Arc<Handle>,
 }
 
 /// A handle that does not keep the connection open: see [`WebSocket::downgrade`].
@@ -598,657 +546,5 @@ fn check_close_code(code: u32) -> Result<(), Error> {
         Err(Error::argument(format!(
             "close: code {code} may not be sent (use 1000-1003, 1007-1014 or 3000-4999)"
         )))
-    }
-}
-
-/// An HTTP token (RFC 7230 §3.2.6), as a subprotocol name must be.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Where a client connects, from its URL.
-#[derive(Debug, Clone)]
-struct Target {
-    url: String,
-    host: String,
-    port: u16,
-    tls: bool,
-    host_header: String,
-    resource: String,
-}
-
-impl Target {
-    fn parse(url: &str) -> Result<Target, Error> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| Error::argument(format!("connect: invalid URL '{url}': {e}")))?;
-        let tls = match parsed.scheme() {
-            "ws" => false,
-            "wss" => true,
-            other => {
-                return Err(Error::argument(format!(
-                    "connect: invalid protocol '{other}' in '{url}' (use ws:// or wss://)"
-                )));
-            }
-        };
-        let host = match parsed.host() {
-            Some(url::Host::Domain(d)) => d.to_owned(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(Error::argument(format!("connect: no host in '{url}'"))),
-        };
-        let port = parsed
-            .port_or_known_default()
-            .unwrap_or(if tls { 443 } else { 80 });
-        let host_str = parsed.host_str().unwrap_or_default();
-        let host_header = match parsed.port() {
-            Some(p) => format!("{host_str}:{p}"),
-            None => host_str.to_owned(),
-        };
-        let mut resource = parsed.path().to_owned();
-        if resource.is_empty() {
-            resource.push('/');
-        }
-        if let Some(q) = parsed.query() {
-            resource.push('?');
-            resource.push_str(q);
-        }
-        Ok(Target {
-            url: url.to_owned(),
-            host,
-            port,
-            tls,
-            host_header,
-            resource,
-        })
-    }
-}
-
-/// The connection's thread: its link to the `WebSocket` and its generation.
-struct Session {
-    shared: Arc<Shared>,
-    handle: Weak<Handle>,
-    generation: u64,
-}
-
-impl Session {
-    fn config(&self) -> &Config {
-        &self.shared.config
-    }
-
-    /// The protocol's limits and timers, from the configuration.
-    fn settings(&self) -> Settings {
-        Settings {
-            limits: self.config().limits(),
-            close_timeout: self.config().close_timeout,
-            idle_timeout: self.config().idle_timeout,
-        }
-    }
-
-    /// Dispatches an event to the listeners, with the `WebSocket` as target
-    /// while a user handle exists.
-    fn dispatch(&self, event: &Event) {
-        self.dispatch_with(event, self.target());
-    }
-
-    /// Dispatches `event` with `target` set while the listeners run.
-    fn dispatch_with(&self, event: &Event, target: Option<EventTarget>) {
-        event.set_target(target);
-        self.shared.listeners.dispatch(event);
-        event.set_target(None);
-    }
-
-    /// A handle to dispatch events with, unless the application dropped
-    /// every handle.
-    fn target(&self) -> Option<EventTarget> {
-        self.handle
-            .upgrade()
-            .map(|handle| Arc::new(WebSocket { handle }) as EventTarget)
-    }
-
-    /// Whether this connection is still being opened (not aborted or replaced).
-    fn still_connecting(&self) -> bool {
-        let st = self.shared.state();
-        st.generation == self.generation && st.phase == Phase::Connecting
-    }
-
-    /// Ends a connection that never opened: records the close reason and
-    /// dispatches `events` if nobody aborted it meanwhile.
-    fn fail_opening(&self, close_reason: Option<u16>, events: &[Event]) {
-        {
-            let mut st = self.shared.state();
-            if st.generation != self.generation || st.phase != Phase::Connecting {
-                return;
-            }
-            st.phase = Phase::Closed;
-            st.pending = None;
-            if let Some(code) = close_reason {
-                st.close_reason = i32::from(code);
-            }
-            self.shared.ended.notify_all();
-        }
-        for e in events {
-            self.dispatch(e);
-        }
-    }
-
-    fn io_error(&self, text: String) {
-        log::debug!("{text}");
-        self.fail_opening(
-            None,
-            &[IOErrorEvent::create(text, IOErrorEvent::SOCKET_ERROR_ID)],
-        );
-    }
-
-    fn closed_before_open(&self, why: &str) {
-        log::debug!("connection closed before opening: {why}");
-        self.fail_opening(Some(ABNORMAL), &[Event::new(Event::CLOSE, false)]);
-    }
-
-    /// Keeps a handle to the socket so that `close()` can abort the opening.
-    fn register_pending(&self, tcp: &Arc<TcpStream>) -> bool {
-        let mut st = self.shared.state();
-        if st.generation != self.generation || st.phase != Phase::Connecting {
-            return false;
-        }
-        st.pending = Some(tcp.clone());
-        true
-    }
-
-    fn setup_socket(&self, tcp: &TcpStream) -> io::Result<()> {
-        tcp.set_nodelay(self.config().nodelay)?;
-        tcp.set_read_timeout(Some(self.config().handshake_timeout))?;
-        tcp.set_write_timeout(Some(self.config().handshake_timeout))
-    }
-
-    fn connect_tcp(&self, t: &Target) -> Result<TcpStream, String> {
-        let addrs: Vec<SocketAddr> = match (t.host.as_str(), t.port).to_socket_addrs() {
-            Ok(a) => a.collect(),
-            Err(e) => {
-                return Err(format!(
-                    "Error #2031: Socket Error. Cannot resolve host '{}' (port {}): {e}",
-                    t.host, t.port
-                ));
-            }
-        };
-        let mut last = None;
-        for addr in &addrs {
-            match TcpStream::connect_timeout(addr, self.config().connect_timeout) {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
-            }
-        }
-        let cause = last.map_or_else(|| "no address found".to_owned(), |e| e.to_string());
-        Err(format!(
-            "Error #2031: Socket Error. Cannot connect to {}:{}: {cause}",
-            t.host, t.port
-        ))
-    }
-
-    fn run_client(self, target: Target, offered: Vec<String>) {
-        let mut tcp = match self.connect_tcp(&target) {
-            Ok(s) => Arc::new(s),
-            Err(text) => return self.io_error(text),
-        };
-        if !self.register_pending(&tcp) {
-            return;
-        }
-        if let Err(e) = self.setup_socket(&tcp) {
-            return self.io_error(format!("Error #2031: Socket Error. {}: {e}", target.url));
-        }
-        // TLS and the HTTP upgrade together must finish within the timeout.
-        let deadline = Instant::now() + self.config().handshake_timeout;
-        let transport = if target.tls {
-            match self.client_tls(&target, &mut tcp, deadline) {
-                Some(t) => t,
-                None => return,
-            }
-        } else {
-            Transport::plain(tcp.clone())
-        };
-        drop(tcp);
-        let conn = Arc::new(Conn::new(Role::Client, transport, self.settings()));
-        let mut nonce = [0u8; 16];
-        if let Err(e) = getrandom::fill(&mut nonce) {
-            return self.io_error(format!("no random numbers for the handshake key: {e}"));
-        }
-        let request =
-            handshake::client_request(&target.host_header, &target.resource, &offered, nonce);
-        if let Err(e) = conn.write_raw(&request.bytes) {
-            return self.io_error(format!(
-                "Error #2031: Socket Error. Cannot send the handshake to {}:{}: {e}",
-                target.host, target.port
-            ));
-        }
-        let max = self.config().max_handshake_size;
-        let head = self.read_head(&conn, deadline, |buf| {
-            handshake::parse_response(buf, &request.key, &offered, max)
-        });
-        let (accepted, leftover) = match head {
-            HeadResult::Done(accepted, leftover) => (accepted, leftover),
-            HeadResult::Invalid(e) => {
-                conn.transport.shutdown();
-                return self.closed_before_open(&format!("{}: upgrade refused: {e}", target.url));
-            }
-            HeadResult::Eof => {
-                return self.closed_before_open(&format!(
-                    "{}: the server closed the connection during the handshake",
-                    target.url
-                ));
-            }
-            HeadResult::Io(e) => {
-                conn.transport.shutdown();
-                return self.io_error(format!(
-                    "Error #2031: Socket Error. Handshake with {}:{} failed: {e}",
-                    target.host, target.port
-                ));
-            }
-        };
-        self.open_and_run(conn, accepted.protocol.unwrap_or_default(), leftover);
-    }
-
-    /// Runs the client's TLS handshake, handling certificate errors.
-    fn client_tls(
-        &self,
-        target: &Target,
-        tcp: &mut Arc<TcpStream>,
-        deadline: Instant,
-    ) -> Option<Transport> {
-        let connector = match &self.config().tls_connector {
-            Some(c) => c.clone(),
-            None => match native_tls::TlsConnector::new() {
-                Ok(c) => c,
-                Err(e) => {
-                    self.fail_opening(
-                        Some(TLS_HANDSHAKE),
-                        &[SecurityErrorEvent::create(
-                            SecurityErrorEvent::SECURITY_ERROR,
-                            format!("TLS is not available: {e}"),
-                        )],
-                    );
-                    return None;
-                }
-            },
-        };
-        let first = drive_handshake(
-            connector.connect(&target.host, MemIo::default()),
-            tcp,
-            deadline,
-        );
-        let err = match first {
-            Ok(session) => return Some(Transport::tls(tcp.clone(), session)),
-            Err(TlsFailure::Io(e)) => {
-                self.io_error(format!(
-                    "Error #2031: Socket Error. TLS handshake with {}:{} failed: {e}",
-                    target.host, target.port
-                ));
-                return None;
-            }
-            Err(TlsFailure::Tls(e)) => e,
-        };
-        // Was the certificate the only problem? Try again without checking it;
-        // if that works, the listeners decide.
-        let text = format!(
-            "TLS certificate of {}:{} rejected: {err}",
-            target.host, target.port
-        );
-        let _ = tcp.shutdown(Shutdown::Both);
-        let retry = native_tls::TlsConnector::builder()
-            .danger_accept_invalid_certs(true)
-            .danger_accept_invalid_hostnames(true)
-            .build()
-            .ok()
-            .and_then(|insecure| {
-                let tcp2 = Arc::new(self.connect_tcp(target).ok()?);
-                if !self.register_pending(&tcp2) || self.setup_socket(&tcp2).is_err() {
-                    return None;
-                }
-                let session = drive_handshake(
-                    insecure.connect(&target.host, MemIo::default()),
-                    &tcp2,
-                    deadline,
-                )
-                .ok()?;
-                Some((tcp2, session))
-            });
-        let Some((tcp2, session)) = retry else {
-            self.fail_opening(
-                Some(TLS_HANDSHAKE),
-                &[SecurityErrorEvent::create(
-                    SecurityErrorEvent::SECURITY_ERROR,
-                    format!(
-                        "TLS handshake with {}:{} failed: {err}",
-                        target.host, target.port
-                    ),
-                )],
-            );
-            return None;
-        };
-        if !self.still_connecting() {
-            let _ = tcp2.shutdown(Shutdown::Both);
-            return None;
-        }
-        let event = SecurityErrorEvent::create(SecurityErrorEvent::CERTIFICATE_ERROR, text);
-        self.dispatch(&event);
-        if event.is_default_prevented() && self.still_connecting() {
-            log::warn!("{}: certificate error allowed by a listener", target.url);
-            *tcp = tcp2;
-            return Some(Transport::tls(tcp.clone(), session));
-        }
-        let _ = tcp2.shutdown(Shutdown::Both);
-        self.fail_opening(Some(TLS_HANDSHAKE), &[Event::new(Event::CLOSE, false)]);
-        None
-    }
-
-    fn run_server(self, tcp: TcpStream, acceptor: Option<native_tls::TlsAcceptor>) {
-        let tcp = Arc::new(tcp);
-        let peer = tcp
-            .peer_addr()
-            .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
-        if !self.register_pending(&tcp) {
-            return;
-        }
-        if let Err(e) = self.setup_socket(&tcp) {
-            return self.closed_before_open(&format!("{peer}: {e}"));
-        }
-        // A client that sends its handshake slowly (slowloris) is dropped
-        // when this passes, however often it sends a byte.
-        let deadline = Instant::now() + self.config().handshake_timeout;
-        let transport = match acceptor {
-            Some(acceptor) => {
-                match drive_handshake(acceptor.accept(MemIo::default()), &tcp, deadline) {
-                    Ok(session) => Transport::tls(tcp.clone(), session),
-                    Err(e) => {
-                        let _ = tcp.shutdown(Shutdown::Both);
-                        return self.fail_opening(
-                            Some(TLS_HANDSHAKE),
-                            &[
-                                SecurityErrorEvent::create(
-                                    SecurityErrorEvent::SECURITY_ERROR,
-                                    format!("TLS handshake with {peer} failed: {e}"),
-                                ),
-                                Event::new(Event::CLOSE, false),
-                            ],
-                        );
-                    }
-                }
-            }
-            None => Transport::plain(tcp.clone()),
-        };
-        drop(tcp);
-        let conn = Arc::new(Conn::new(Role::Server, transport, self.settings()));
-        let max = self.config().max_handshake_size;
-        let (request, leftover) =
-            match self.read_head(&conn, deadline, |buf| handshake::parse_request(buf, max)) {
-                HeadResult::Done(r, leftover) => (r, leftover),
-                HeadResult::Invalid(e) => {
-                    let mut response = None;
-                    if let handshake::RequestError::NotUpgrade {
-                        method,
-                        resource,
-                        headers,
-                    } = &e
-                    {
-                        let event = HttpRequestEvent::create(method, resource, headers.clone());
-                        if self.still_connecting() {
-                            self.dispatch(&event);
-                        }
-                        response = event.take_http_response();
-                    }
-                    let response = response.unwrap_or_else(|| {
-                        log::debug!("{peer}: {e}: answering {}", e.status());
-                        e.response()
-                    });
-                    let _ = conn.write_raw(&response);
-                    linger(&conn);
-                    return self.closed_before_open(&format!("{peer}: {e}"));
-                }
-                HeadResult::Eof => {
-                    return self.closed_before_open(&format!("{peer} closed the connection"))
-                }
-                HeadResult::Io(e) => {
-                    if e.kind() == io::ErrorKind::TimedOut {
-                        // Tell a slow client why, as for any refused request.
-                        let _ = conn.write_raw(&handshake::http_response(
-                            408,
-                            "text/plain; charset=utf-8",
-                            &[],
-                            b"The WebSocket handshake timed out.\n",
-                        ));
-                        linger(&conn);
-                    }
-                    conn.transport.shutdown();
-                    return self.closed_before_open(&format!("{peer}: {e}"));
-                }
-            };
-        let chosen = {
-            let st = self.shared.state();
-            if st.generation != self.generation || st.phase != Phase::Connecting {
-                conn.transport.shutdown();
-                return;
-            }
-            (!st.protocol.is_empty() && request.protocols.contains(&st.protocol))
-                .then(|| st.protocol.clone())
-        };
-        if let Err(e) = conn.write_raw(&handshake::accept_response(&request.key, chosen.as_deref()))
-        {
-            conn.transport.shutdown();
-            return self.closed_before_open(&format!("{peer}: {e}"));
-        }
-        self.open_and_run(conn, chosen.unwrap_or_default(), leftover);
-    }
-
-    /// Reads an HTTP head and hands it to `parse` until it is complete.
-    fn read_head<T, E>(
-        &self,
-        conn: &Conn,
-        deadline: Instant,
-        parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
-    ) -> HeadResult<T, E> {
-        let mut head = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        let mut cipher = vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }];
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return HeadResult::Io(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "handshake timed out",
-                ));
-            }
-            let _ = conn.transport.socket().set_read_timeout(Some(remaining));
-            match conn.transport.read(&mut buf, &mut cipher) {
-                Ok(0) => return HeadResult::Eof,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return HeadResult::Io(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "handshake timed out",
-                    ));
-                }
-                Err(e) => return HeadResult::Io(e),
-            }
-            match parse(&head) {
-                Ok(None) => {}
-                Ok(Some((value, len))) => return HeadResult::Done(value, head.split_off(len)),
-                Err(e) => return HeadResult::Invalid(e),
-            }
-        }
-    }
-
-    /// The handshake succeeded: publishes the connection, dispatches
-    /// `connect`, runs the read loop and ends the connection.
-    fn open_and_run(self, conn: Arc<Conn>, protocol: String, leftover: Vec<u8>) {
-        let _ = conn.transport.socket().set_read_timeout(None);
-        let _ = conn
-            .transport
-            .socket()
-            .set_write_timeout(self.config().write_timeout);
-        conn.set_reader_thread();
-        {
-            let mut st = self.shared.state();
-            if st.generation != self.generation || st.phase != Phase::Connecting {
-                conn.transport.shutdown();
-                return;
-            }
-            st.phase = Phase::Open;
-            st.conn = Some(conn.clone());
-            st.pending = None;
-            st.protocol = protocol;
-        }
-        self.dispatch(&Event::new(Event::CONNECT, false));
-        let mut events = DataEvents {
-            session: &self,
-            target: None,
-        };
-        let (ending, error) = connection::read_loop(&conn, &leftover, &mut events);
-        // No handle of ours outlives the read loop.
-        drop(events);
-        conn.transport.shutdown();
-        conn.mark_finished();
-        let reason = conn.close_reason(ending);
-        let notify = {
-            let mut st = self.shared.state();
-            if st.generation != self.generation {
-                false
-            } else {
-                let notify = st.phase == Phase::Open;
-                st.phase = Phase::Closed;
-                st.conn = None;
-                st.close_reason = i32::from(reason);
-                self.shared.ended.notify_all();
-                notify
-            }
-        };
-        log::debug!("connection ended: {ending:?}, close reason {reason}");
-        if notify {
-            if ending == Ending::Broken {
-                let cause = error.map_or_else(|| "write failed".to_owned(), |e| e.to_string());
-                self.dispatch(&IOErrorEvent::create(
-                    format!("Error #2031: Socket Error. The connection failed: {cause}"),
-                    IOErrorEvent::SOCKET_ERROR_ID,
-                ));
-            }
-            self.dispatch(&Event::new(Event::CLOSE, false));
-        }
-    }
-}
-
-/// Delivers the read loop's messages as `websocketData` events.
-///
-/// The events' target (a strong handle) is made once for all the messages
-/// of one read and dropped before the next read, so the connection still
-/// ends right after a listener drops the application's last handle. Each
-/// message's buffer comes back after its dispatch, for the next message.
-struct DataEvents<'a> {
-    session: &'a Session,
-    target: Option<Option<EventTarget>>,
-}
-
-impl connection::Deliver for DataEvents<'_> {
-    fn message(&mut self, msg: Incoming) -> Option<Vec<u8>> {
-        let event = match msg {
-            Incoming::Text(s) => WebSocketEvent::text(s),
-            Incoming::Binary(b) => WebSocketEvent::binary(b),
-            _ => return None,
-        };
-        let target = self
-            .target
-            .get_or_insert_with(|| self.session.target())
-            .clone();
-        self.session.dispatch_with(&event, target);
-        event.into_message_bytes()
-    }
-
-    fn read_done(&mut self) {
-        self.target = None;
-    }
-}
-
-enum HeadResult<T, E> {
-    Done(T, Vec<u8>),
-    Invalid(E),
-    Eof,
-    Io(io::Error),
-}
-
-/// After an HTTP error response: half-close, and read what the client still
-/// sends for a moment, so that closing does not reset the connection before
-/// the client has read the response.
-fn linger(conn: &Conn) {
-    conn.shutdown_write();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut buf = [0u8; 1024];
-    let mut cipher = vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }];
-    for _ in 0..256 {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            break;
-        }
-        let _ = conn.transport.socket().set_read_timeout(Some(remaining));
-        match conn.transport.read(&mut buf, &mut cipher) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    conn.transport.shutdown();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_ports_path_and_host_header() {
-        let t = Target::parse("wss://example.com").unwrap();
-        assert_eq!((t.port, t.tls, t.resource.as_str()), (443, true, "/"));
-        assert_eq!(t.host_header, "example.com");
-        let t = Target::parse("ws://example.com").unwrap();
-        assert_eq!((t.port, t.tls), (80, false));
-        let t = Target::parse("ws://example.com:80/a").unwrap();
-        assert_eq!((t.port, t.host_header.as_str()), (80, "example.com"));
-        let t = Target::parse("ws://Example.COM:8080/chat?room=1&x=%20#frag").unwrap();
-        assert_eq!(t.port, 8080);
-        assert_eq!(t.host_header, "example.com:8080");
-        assert_eq!(t.resource, "/chat?room=1&x=%20");
-        let t = Target::parse("ws://[::1]:9001").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.host_header.as_str()),
-            ("::1", "[::1]:9001")
-        );
-        let t = Target::parse("wss://127.0.0.1:443/").unwrap();
-        assert_eq!(t.host_header, "127.0.0.1");
-    }
-
-    #[test]
-    fn invalid_urls_are_argument_errors() {
-        for url in [
-            "",
-            "example.com",
-            "http://example.com/",
-            "ws://",
-            "wss://:443/",
-            "ftp://x/",
-        ] {
-            assert!(
-                matches!(Target::parse(url), Err(Error::Argument(_))),
-                "{url:?} should be refused"
-            );
-        }
-    }
-
-    #[test]
-    fn protocol_tokens() {
-        assert!(is_token("chat.v2"));
-        assert!(!is_token("two words"));
-        assert!(!is_token("a,b"));
-        assert!(!is_token(""));
     }
 }

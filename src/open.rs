@@ -1,0 +1,21 @@
+//! Opening a connection, up to the end of the opening handshake: a client's
+//! in `client`, a server's in `server`, the HTTP head both read in
+//! `http_head`, and what a failed opening dispatches in `failure`.
+
+mod client;
+mod failure;
+mod http_head;
+mod server;
+
+use crate::connection::Conn;
+use std::sync::Arc;
+
+/// What a completed opening handshake hands to the read loop.
+pub(crate) struct Opened {
+    /// The connection, its transport set up.
+    pub(crate) conn: Arc<Conn>,
+    /// The subprotocol agreed on (empty: none).
+    pub(crate) protocol: String,
+    /// Bytes that came after the HTTP head: the first frames.
+    pub(crate) leftover: Vec<u8>,
+}

@@ -1,0 +1,240 @@
+//! Opening a client connection, as a chain of steps:
+//!
+//! ```text
+//! dial (resolve → TCP) → TLS, wss only (with the certificate-error retry) → HTTP upgrade
+//! ```
+//!
+//! Each step takes what the one before produced. `dial` hands over a set-up
+//! TCP stream to the server, `tls` turns it into a [`Transport`] (for `ws`,
+//! [`Transport::plain`] does), and `upgrade` runs the HTTP handshake over
+//! any transport. A way to reach the server other than a direct TCP
+//! connection (a tunnel through a proxy, say) replaces `dial` alone: the TLS
+//! step calls the dial it is given when its retry needs a new connection.
+
+use super::failure::OpenFailure;
+use super::http_head::{read_head, HeadResult};
+use super::Opened;
+use crate::connection::Conn;
+use crate::event::SecurityErrorEvent;
+use crate::proto::handshake;
+use crate::proto::Role;
+use crate::session::Session;
+use crate::target::Target;
+use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The host's addresses.
+fn resolve(t: &Target) -> Result<Vec<SocketAddr>, OpenFailure> {
+    match (t.host.as_str(), t.port).to_socket_addrs() {
+        Ok(a) => Ok(a.collect()),
+        Err(e) => Err(OpenFailure::Io(format!(
+            "Error #2031: Socket Error. Cannot resolve host '{}' (port {}): {e}",
+            t.host, t.port
+        ))),
+    }
+}
+
+impl Session {
+    /// The connection's thread of a client: opens the connection, then runs it.
+    pub(crate) fn run_client(self, target: Target, offered: Vec<String>) {
+        match self.open_client(&target, &offered) {
+            Ok(Opened {
+                conn,
+                protocol,
+                leftover,
+            }) => self.open_and_run(conn, protocol, leftover),
+            Err(failure) => self.fail(failure),
+        }
+    }
+
+    /// The chain of steps, up to a completed opening handshake.
+    fn open_client(&self, target: &Target, offered: &[String]) -> Result<Opened, OpenFailure> {
+        let dial = || self.dial(target);
+        let tcp = dial()?;
+        // TLS and the HTTP upgrade together must finish within the timeout.
+        let deadline = Instant::now() + self.config().handshake_timeout;
+        let transport = if target.tls {
+            self.tls(target, tcp, deadline, dial)?
+        } else {
+            Transport::plain(tcp)
+        };
+        self.upgrade(target, offered, transport, deadline)
+    }
+
+    /// Step 1: a TCP connection to the server, registered so that `close()`
+    /// can abort it, with the handshake's socket options.
+    fn dial(&self, target: &Target) -> Result<Arc<TcpStream>, OpenFailure> {
+        let addrs = resolve(target)?;
+        let tcp = Arc::new(self.connect_tcp(target, &addrs)?);
+        if !self.register_pending(&tcp) {
+            return Err(OpenFailure::Aborted);
+        }
+        if let Err(e) = self.setup_socket(&tcp) {
+            return Err(OpenFailure::Io(format!(
+                "Error #2031: Socket Error. {}: {e}",
+                target.url
+            )));
+        }
+        Ok(tcp)
+    }
+
+    /// Connects to the first of `addrs` that answers (`connect_timeout` each).
+    fn connect_tcp(&self, t: &Target, addrs: &[SocketAddr]) -> Result<TcpStream, OpenFailure> {
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(addr, self.config().connect_timeout) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        let cause = last.map_or_else(|| "no address found".to_owned(), |e| e.to_string());
+        Err(OpenFailure::Io(format!(
+            "Error #2031: Socket Error. Cannot connect to {}:{}: {cause}",
+            t.host, t.port
+        )))
+    }
+
+    /// Step 2 (wss): the TLS handshake over `tcp`, with certificate checks.
+    /// When only the certificate is wrong, the listeners decide (see
+    /// `certificate_retry`), over a new connection from `dial`.
+    fn tls(
+        &self,
+        target: &Target,
+        tcp: Arc<TcpStream>,
+        deadline: Instant,
+        dial: impl Fn() -> Result<Arc<TcpStream>, OpenFailure>,
+    ) -> Result<Transport, OpenFailure> {
+        let connector = match &self.config().tls_connector {
+            Some(c) => c.clone(),
+            None => native_tls::TlsConnector::new()
+                .map_err(|e| OpenFailure::Tls(format!("TLS is not available: {e}")))?,
+        };
+        let first = drive_handshake(
+            connector.connect(&target.host, MemIo::default()),
+            &tcp,
+            deadline,
+        );
+        let err = match first {
+            Ok(session) => return Ok(Transport::tls(tcp, session)),
+            Err(TlsFailure::Io(e)) => {
+                return Err(OpenFailure::Io(format!(
+                    "Error #2031: Socket Error. TLS handshake with {}:{} failed: {e}",
+                    target.host, target.port
+                )));
+            }
+            Err(TlsFailure::Tls(e)) => e,
+        };
+        let _ = tcp.shutdown(Shutdown::Both);
+        self.certificate_retry(target, err, deadline, dial)
+    }
+
+    /// Was the certificate the only problem? Tries again without checking
+    /// it; if that works, a cancelable `certificateError` is dispatched, and
+    /// the unchecked session is used only when a listener called
+    /// `prevent_default()`.
+    fn certificate_retry(
+        &self,
+        target: &Target,
+        err: native_tls::Error,
+        deadline: Instant,
+        dial: impl Fn() -> Result<Arc<TcpStream>, OpenFailure>,
+    ) -> Result<Transport, OpenFailure> {
+        let text = format!(
+            "TLS certificate of {}:{} rejected: {err}",
+            target.host, target.port
+        );
+        let retry = native_tls::TlsConnector::builder()
+            .danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true)
+            .build()
+            .ok()
+            .and_then(|insecure| {
+                let tcp2 = dial().ok()?;
+                let session = drive_handshake(
+                    insecure.connect(&target.host, MemIo::default()),
+                    &tcp2,
+                    deadline,
+                )
+                .ok()?;
+                Some((tcp2, session))
+            });
+        let Some((tcp2, session)) = retry else {
+            return Err(OpenFailure::Tls(format!(
+                "TLS handshake with {}:{} failed: {err}",
+                target.host, target.port
+            )));
+        };
+        if !self.still_connecting() {
+            let _ = tcp2.shutdown(Shutdown::Both);
+            return Err(OpenFailure::Aborted);
+        }
+        let event = SecurityErrorEvent::create(SecurityErrorEvent::CERTIFICATE_ERROR, text);
+        self.dispatch(&event);
+        if event.is_default_prevented() && self.still_connecting() {
+            log::warn!("{}: certificate error allowed by a listener", target.url);
+            return Ok(Transport::tls(tcp2, session));
+        }
+        let _ = tcp2.shutdown(Shutdown::Both);
+        Err(OpenFailure::CertificateRefused)
+    }
+
+    /// Step 3: the HTTP upgrade over `transport`, which must end by
+    /// `deadline`.
+    fn upgrade(
+        &self,
+        target: &Target,
+        offered: &[String],
+        transport: Transport,
+        deadline: Instant,
+    ) -> Result<Opened, OpenFailure> {
+        let conn = Arc::new(Conn::new(Role::Client, transport, self.settings()));
+        let mut nonce = [0u8; 16];
+        if let Err(e) = getrandom::fill(&mut nonce) {
+            return Err(OpenFailure::Io(format!(
+                "no random numbers for the handshake key: {e}"
+            )));
+        }
+        let request =
+            handshake::client_request(&target.host_header, &target.resource, offered, nonce);
+        if let Err(e) = conn.write_raw(&request.bytes) {
+            return Err(OpenFailure::Io(format!(
+                "Error #2031: Socket Error. Cannot send the handshake to {}:{}: {e}",
+                target.host, target.port
+            )));
+        }
+        let max = self.config().max_handshake_size;
+        let head = read_head(&conn, deadline, |buf| {
+            handshake::parse_response(buf, &request.key, offered, max)
+        });
+        let (accepted, leftover) = match head {
+            HeadResult::Done(accepted, leftover) => (accepted, leftover),
+            HeadResult::Invalid(e) => {
+                conn.transport.shutdown();
+                return Err(OpenFailure::Closed(format!(
+                    "{}: upgrade refused: {e}",
+                    target.url
+                )));
+            }
+            HeadResult::Eof => {
+                return Err(OpenFailure::Closed(format!(
+                    "{}: the server closed the connection during the handshake",
+                    target.url
+                )));
+            }
+            HeadResult::Io(e) => {
+                conn.transport.shutdown();
+                return Err(OpenFailure::Io(format!(
+                    "Error #2031: Socket Error. Handshake with {}:{} failed: {e}",
+                    target.host, target.port
+                )));
+            }
+        };
+        Ok(Opened {
+            conn,
+            protocol: accepted.protocol.unwrap_or_default(),
+            leftover,
+        })
+    }
+}

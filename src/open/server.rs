@@ -1,0 +1,171 @@
+//! Opening a server connection on an accepted socket: TLS (wss), the
+//! client's request, and the answer: 101, or an HTTP error response (from
+//! an `httpRequest` listener, 400, 426, 431, or 408 when the handshake
+//! timed out).
+
+use super::failure::OpenFailure;
+use super::http_head::{read_head, HeadResult};
+use super::Opened;
+use crate::connection::Conn;
+use crate::deadline::DeadlineReader;
+use crate::event::HttpRequestEvent;
+use crate::proto::handshake::{self, Request};
+use crate::proto::Role;
+use crate::session::Session;
+use crate::transport::{drive_handshake, MemIo, Transport};
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+impl Session {
+    /// The connection's thread of a server: opens the connection, then runs it.
+    pub(crate) fn run_server(self, tcp: TcpStream, acceptor: Option<native_tls::TlsAcceptor>) {
+        let tcp = Arc::new(tcp);
+        let peer = tcp
+            .peer_addr()
+            .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
+        match self.open_server(tcp, &peer, acceptor) {
+            Ok(Opened {
+                conn,
+                protocol,
+                leftover,
+            }) => self.open_and_run(conn, protocol, leftover),
+            Err(failure) => self.fail(failure),
+        }
+    }
+
+    /// TLS, the request, the 101.
+    fn open_server(
+        &self,
+        tcp: Arc<TcpStream>,
+        peer: &str,
+        acceptor: Option<native_tls::TlsAcceptor>,
+    ) -> Result<Opened, OpenFailure> {
+        if !self.register_pending(&tcp) {
+            return Err(OpenFailure::Aborted);
+        }
+        if let Err(e) = self.setup_socket(&tcp) {
+            return Err(OpenFailure::Closed(format!("{peer}: {e}")));
+        }
+        // A client that sends its handshake slowly (slowloris) is dropped
+        // when this passes, however often it sends a byte.
+        let deadline = Instant::now() + self.config().handshake_timeout;
+        let transport = accept_tls(tcp, peer, acceptor, deadline)?;
+        let conn = Arc::new(Conn::new(Role::Server, transport, self.settings()));
+        let (request, leftover) = self.read_request(&conn, peer, deadline)?;
+        let Some(chosen) = self.with_current(|st| {
+            (!st.protocol.is_empty() && request.protocols.contains(&st.protocol))
+                .then(|| st.protocol.clone())
+        }) else {
+            conn.transport.shutdown();
+            return Err(OpenFailure::Aborted);
+        };
+        if let Err(e) = conn.write_raw(&handshake::accept_response(&request.key, chosen.as_deref()))
+        {
+            conn.transport.shutdown();
+            return Err(OpenFailure::Closed(format!("{peer}: {e}")));
+        }
+        Ok(Opened {
+            conn,
+            protocol: chosen.unwrap_or_default(),
+            leftover,
+        })
+    }
+
+    /// Reads the client's request. One that is not a valid upgrade is
+    /// answered: a plain HTTP request by its `httpRequest` listeners (or
+    /// 400), a bad upgrade with 400, 426 or 431, a request that does not
+    /// arrive in time with 408.
+    fn read_request(
+        &self,
+        conn: &Conn,
+        peer: &str,
+        deadline: Instant,
+    ) -> Result<(Request, Vec<u8>), OpenFailure> {
+        let max = self.config().max_handshake_size;
+        match read_head(conn, deadline, |buf| handshake::parse_request(buf, max)) {
+            HeadResult::Done(r, leftover) => Ok((r, leftover)),
+            HeadResult::Invalid(e) => {
+                let mut response = None;
+                if let handshake::RequestError::NotUpgrade {
+                    method,
+                    resource,
+                    headers,
+                } = &e
+                {
+                    let event = HttpRequestEvent::create(method, resource, headers.clone());
+                    if self.still_connecting() {
+                        self.dispatch(&event);
+                    }
+                    response = event.take_http_response();
+                }
+                let response = response.unwrap_or_else(|| {
+                    log::debug!("{peer}: {e}: answering {}", e.status());
+                    e.response()
+                });
+                let _ = conn.write_raw(&response);
+                linger(conn);
+                Err(OpenFailure::Closed(format!("{peer}: {e}")))
+            }
+            HeadResult::Eof => Err(OpenFailure::Closed(format!("{peer} closed the connection"))),
+            HeadResult::Io(e) => {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    // Tell a slow client why, as for any refused request.
+                    let _ = conn.write_raw(&handshake::http_response(
+                        408,
+                        "text/plain; charset=utf-8",
+                        &[],
+                        b"The WebSocket handshake timed out.\n",
+                    ));
+                    linger(conn);
+                }
+                conn.transport.shutdown();
+                Err(OpenFailure::Closed(format!("{peer}: {e}")))
+            }
+        }
+    }
+}
+
+/// The TLS handshake with `acceptor` (wss), or the plain socket (ws).
+fn accept_tls(
+    tcp: Arc<TcpStream>,
+    peer: &str,
+    acceptor: Option<native_tls::TlsAcceptor>,
+    deadline: Instant,
+) -> Result<Transport, OpenFailure> {
+    let Some(acceptor) = acceptor else {
+        return Ok(Transport::plain(tcp));
+    };
+    match drive_handshake(acceptor.accept(MemIo::default()), &tcp, deadline) {
+        Ok(session) => Ok(Transport::tls(tcp, session)),
+        Err(e) => {
+            let _ = tcp.shutdown(Shutdown::Both);
+            Err(OpenFailure::TlsAccept(format!(
+                "TLS handshake with {peer} failed: {e}"
+            )))
+        }
+    }
+}
+
+/// After an HTTP error response: half-close, and read what the client still
+/// sends for a moment, so that closing does not reset the connection before
+/// the client has read the response.
+fn linger(conn: &Conn) {
+    conn.shutdown_write();
+    let mut buf = [0u8; 1024];
+    let mut cipher = vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }];
+    let mut reader = DeadlineReader::new(
+        conn.transport.socket(),
+        Some(Instant::now() + Duration::from_secs(1)),
+        None,
+        "lingering timed out",
+    );
+    for _ in 0..256 {
+        match reader.read(|| conn.transport.read(&mut buf, &mut cipher)) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    conn.transport.shutdown();
+}

@@ -1,0 +1,85 @@
+//! The connection's thread: its link to the `WebSocket`, how it dispatches
+//! events, and how it changes the state only while its connection is the
+//! current one.
+
+use crate::config::Config;
+use crate::event::{Event, EventTarget};
+use crate::proto::connection::Settings;
+use crate::websocket::{Handle, Phase, Shared, State, WebSocket};
+use std::io;
+use std::net::TcpStream;
+use std::sync::{Arc, Weak};
+
+/// The connection's thread: its link to the `WebSocket` and its generation.
+pub(crate) struct Session {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) handle: Weak<Handle>,
+    /// The generation this thread's connection was given; it acts only while
+    /// that is the current one.
+    pub(crate) generation: u64,
+}
+
+impl Session {
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The protocol's limits and timers, from the configuration.
+    pub(crate) fn settings(&self) -> Settings {
+        Settings {
+            limits: self.config().limits(),
+            close_timeout: self.config().close_timeout,
+            idle_timeout: self.config().idle_timeout,
+        }
+    }
+
+    /// Dispatches an event to the listeners, with the `WebSocket` as target
+    /// while a user handle exists.
+    pub(crate) fn dispatch(&self, event: &Event) {
+        self.dispatch_with(event, self.target());
+    }
+
+    /// Dispatches `event` with `target` set while the listeners run.
+    pub(crate) fn dispatch_with(&self, event: &Event, target: Option<EventTarget>) {
+        event.set_target(target);
+        self.shared.listeners.dispatch(event);
+        event.set_target(None);
+    }
+
+    /// A handle to dispatch events with, unless the application dropped
+    /// every handle.
+    pub(crate) fn target(&self) -> Option<EventTarget> {
+        self.handle
+            .upgrade()
+            .map(|handle| Arc::new(WebSocket { handle }) as EventTarget)
+    }
+
+    /// Runs `f` on the state, under its lock, if this connection is still
+    /// being opened: its generation is the current one and nobody aborted
+    /// it (`close()`, the last handle dropped). `None` when it is not.
+    pub(crate) fn with_current<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        let mut st = self.shared.state();
+        if st.generation != self.generation || st.phase != Phase::Connecting {
+            return None;
+        }
+        Some(f(&mut st))
+    }
+
+    /// Whether this connection is still being opened (not aborted or replaced).
+    pub(crate) fn still_connecting(&self) -> bool {
+        self.with_current(|_| ()).is_some()
+    }
+
+    /// Keeps a handle to the socket so that `close()` can abort the opening.
+    pub(crate) fn register_pending(&self, tcp: &Arc<TcpStream>) -> bool {
+        self.with_current(|st| st.pending = Some(tcp.clone()))
+            .is_some()
+    }
+
+    /// The socket options for the opening handshake.
+    pub(crate) fn setup_socket(&self, tcp: &TcpStream) -> io::Result<()> {
+        tcp.set_nodelay(self.config().nodelay)?;
+        tcp.set_read_timeout(Some(self.config().handshake_timeout))?;
+        tcp.set_write_timeout(Some(self.config().handshake_timeout))
+    }
+}

@@ -1,0 +1,126 @@
+//! Where a client connects: its URL, checked and taken apart.
+
+use crate::error::Error;
+
+/// An HTTP token (RFC 7230 §3.2.6), as a subprotocol name must be.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Where a client connects, from its URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The URL as given.
+    pub(crate) url: String,
+    /// The host to resolve and to name in TLS (no brackets around IPv6).
+    pub(crate) host: String,
+    /// The port, 80 or 443 when the URL names none.
+    pub(crate) port: u16,
+    /// `wss`.
+    pub(crate) tls: bool,
+    /// The `Host` header: the host, with the port when it is not the default.
+    pub(crate) host_header: String,
+    /// The request target: path and query.
+    pub(crate) resource: String,
+}
+
+impl Target {
+    /// Checks a `ws://` or `wss://` URL; `ArgumentError` for any other.
+    pub(crate) fn parse(url: &str) -> Result<Target, Error> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::argument(format!("connect: invalid URL '{url}': {e}")))?;
+        let tls = match parsed.scheme() {
+            "ws" => false,
+            "wss" => true,
+            other => {
+                return Err(Error::argument(format!(
+                    "connect: invalid protocol '{other}' in '{url}' (use ws:// or wss://)"
+                )));
+            }
+        };
+        let host = match parsed.host() {
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(Error::argument(format!("connect: no host in '{url}'"))),
+        };
+        let port = parsed
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        let host_str = parsed.host_str().unwrap_or_default();
+        let host_header = match parsed.port() {
+            Some(p) => format!("{host_str}:{p}"),
+            None => host_str.to_owned(),
+        };
+        let mut resource = parsed.path().to_owned();
+        if resource.is_empty() {
+            resource.push('/');
+        }
+        if let Some(q) = parsed.query() {
+            resource.push('?');
+            resource.push_str(q);
+        }
+        Ok(Target {
+            url: url.to_owned(),
+            host,
+            port,
+            tls,
+            host_header,
+            resource,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports_path_and_host_header() {
+        let t = Target::parse("wss://example.com").unwrap();
+        assert_eq!((t.port, t.tls, t.resource.as_str()), (443, true, "/"));
+        assert_eq!(t.host_header, "example.com");
+        let t = Target::parse("ws://example.com").unwrap();
+        assert_eq!((t.port, t.tls), (80, false));
+        let t = Target::parse("ws://example.com:80/a").unwrap();
+        assert_eq!((t.port, t.host_header.as_str()), (80, "example.com"));
+        let t = Target::parse("ws://Example.COM:8080/chat?room=1&x=%20#frag").unwrap();
+        assert_eq!(t.port, 8080);
+        assert_eq!(t.host_header, "example.com:8080");
+        assert_eq!(t.resource, "/chat?room=1&x=%20");
+        let t = Target::parse("ws://[::1]:9001").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.host_header.as_str()),
+            ("::1", "[::1]:9001")
+        );
+        let t = Target::parse("wss://127.0.0.1:443/").unwrap();
+        assert_eq!(t.host_header, "127.0.0.1");
+    }
+
+    #[test]
+    fn invalid_urls_are_argument_errors() {
+        for url in [
+            "",
+            "example.com",
+            "http://example.com/",
+            "ws://",
+            "wss://:443/",
+            "ftp://x/",
+        ] {
+            assert!(
+                matches!(Target::parse(url), Err(Error::Argument(_))),
+                "{url:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_tokens() {
+        assert!(is_token("chat.v2"));
+        assert!(!is_token("two words"));
+        assert!(!is_token("a,b"));
+        assert!(!is_token(""));
+    }
+}
