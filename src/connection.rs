@@ -12,6 +12,7 @@
 //! [`FRAGMENT_SIZE`], so that frame is never longer than that; only one
 //! data message is under way at a time, so messages never interleave.
 
+use crate::deadline::DeadlineReader;
 use crate::error::Error;
 use crate::proto::connection::{Connection, Ending, SendError, Settings};
 use crate::proto::frame::{OP_CONTINUATION, OP_PING, OP_PONG};
@@ -477,8 +478,8 @@ pub(crate) fn read_loop(
 ) -> (Ending, Option<io::Error>) {
     let mut buf = ReadBuffer::new(READ_BUFFER);
     let mut cipher = Vec::new();
-    // The read timeout now set on the socket, to change it only when needed.
-    let mut read_timeout: Option<Duration> = None;
+    // Each read waits at most until the protocol's next deadline.
+    let mut reader = DeadlineReader::new(conn.transport.socket(), None, None, "read timed out");
     let mut messages = Vec::new();
     let mut recycled = Vec::new();
     let mut st = conn.lock();
@@ -507,20 +508,10 @@ pub(crate) fn read_loop(
         if let Some(ending) = st.proto.ending() {
             return (ending, None);
         }
-        let wanted = st
-            .proto
-            .poll_timeout()
-            .map(|d| d.saturating_duration_since(now));
-        if wanted == Some(Duration::ZERO) {
-            continue;
-        }
+        reader.deadline = st.proto.poll_timeout();
         let mut room = st.proto.lend_room(DIRECT_READ_MIN, DIRECT_READ_MAX);
         drop(st);
 
-        if wanted != read_timeout {
-            let _ = conn.transport.socket().set_read_timeout(wanted);
-            read_timeout = wanted;
-        }
         if cipher.is_empty() && conn.transport.is_tls() {
             cipher = vec![0u8; 32 << 10];
         }
@@ -528,7 +519,7 @@ pub(crate) fn read_loop(
             Some(room) => room.bytes(),
             None => buf.bytes(),
         };
-        let result = conn.transport.read(target, &mut cipher);
+        let result = reader.read(|| conn.transport.read(target, &mut cipher));
 
         let now = Instant::now();
         st = conn.lock();
@@ -542,15 +533,7 @@ pub(crate) fn read_loop(
         match result {
             Ok(0) => st.proto.receive_eof(),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                st.proto.handle_timeout(now);
-            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => st.proto.handle_timeout(now),
             Err(e) => {
                 st.proto.stream_failed();
                 if let Some(ending) = st.proto.ending() {
