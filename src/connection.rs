@@ -359,12 +359,6 @@ impl Conn {
         }
     }
 
-    /// Whether another thread is writing (the close timer then bounds the
-    /// wait for a close frame queued behind its frame).
-    pub(crate) fn writer_busy(&self) -> bool {
-        self.lock().writing
-    }
-
     /// The close reason code for `ending`.
     pub(crate) fn close_reason(&self, ending: Ending) -> u16 {
         self.lock().proto.close_reason(ending)

@@ -91,14 +91,16 @@ impl Shared {
             }
         };
         let Some(conn) = conn else { return };
-        // The timer starts before the close frame is written: the reader may
-        // be blocked on the socket, or another sender may be stuck writing to
-        // a peer that stopped reading. Either way, when the timeout passes
-        // the socket is shut down, which also ends a stuck write, so close()
-        // itself returns within the timeout. The connection's own thread
-        // needs no timer when nobody else is writing: its read loop keeps the
-        // deadline.
-        if !conn.is_reader_thread() || conn.writer_busy() {
+        // From another thread, the connection's thread may be blocked in a
+        // read armed before this close began, and this thread may write the
+        // close frame itself to a peer that stopped reading: a timer shuts
+        // the socket down when the close timeout passes, which wakes the
+        // reader and ends such a write. When another thread is writing, the
+        // close frame waits in the queue for its current frame and this call
+        // returns at once. On the connection's own thread no timer is
+        // needed: its read loop arms the next read with the protocol's
+        // close deadline.
+        if !conn.is_reader_thread() {
             let timeout = self.config.close_timeout;
             let timer_conn = conn.clone();
             let spawned = thread::Builder::new()
