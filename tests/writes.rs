@@ -11,7 +11,7 @@
 
 mod support;
 
-use airws::{Config, ServerSocket, WebSocket};
+use airws::{Config, Event, EventDispatcher, ServerSocket, WebSocket, WebSocketEvent};
 use std::net::Shutdown;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Barrier};
@@ -381,6 +381,62 @@ fn close_during_large_send(side: Side) {
     assert_eq!(pair.ws.close_reason(), 4000);
 }
 
+fn one_second_close() -> Config {
+    Config {
+        close_timeout: Duration::from_secs(1),
+        ..Config::default()
+    }
+}
+
+/// Another thread's 64 MiB send is stuck on a peer that stopped reading;
+/// a listener on the connection's own thread calls `close()`. It returns at
+/// once (its frame waits behind the stuck frame), and when the close timeout
+/// passes the connection ends: the read loop armed its read with the close
+/// deadline, and the stuck send fails.
+fn close_from_a_listener_during_a_stuck_send(side: Side) {
+    let mut pair = Pair::open(side, one_second_close);
+    let (tx, closed) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    pair.ws
+        .add_event_listener(WebSocketEvent::DATA, move |e: &Event| {
+            if e.string_data() != Some("close now") {
+                return;
+            }
+            let Some(ws) = e.target::<WebSocket>() else {
+                return;
+            };
+            let started = Instant::now();
+            let result = ws.close(4001).map_err(|e| e.to_string());
+            let _ = tx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send((result, started.elapsed()));
+        });
+    let data = Arc::new(noise(3, LARGE));
+    let sent = send_in_background(&pair.ws, WebSocket::FMT_BINARY, data);
+    let first = pair.peer.read_head();
+    assert_eq!(first.opcode, OP_BINARY, "first frame: {first:?}");
+    // The peer reads nothing more, and asks for the close.
+    pair.peer.text("close now");
+    let (result, took) = closed
+        .recv_timeout(WAIT)
+        .expect("the listener called close(4001)");
+    assert_eq!(result, Ok(()), "close(4001) in the listener");
+    assert!(
+        took < Duration::from_millis(500),
+        "close(4001) in the listener took {took:?}: it waited behind the stuck send"
+    );
+    assert!(
+        pair.ws.wait_closed(WAIT),
+        "the connection did not end after its close timeout"
+    );
+    assert_eq!(pair.ws.close_reason(), 4001, "no answer came: our code");
+    let result = sent
+        .recv_timeout(WAIT)
+        .expect("the stuck send_message returned");
+    assert!(result.is_err(), "the stuck send_message returned Ok");
+}
+
 // ------------------------------------------------------------ concurrent senders
 
 const SENDERS: usize = 3;
@@ -559,6 +615,11 @@ mod server {
     }
 
     #[test]
+    fn close_from_a_listener_during_a_stuck_send_ends_at_the_close_timeout() {
+        close_from_a_listener_during_a_stuck_send(Side::Server);
+    }
+
+    #[test]
     fn concurrent_large_sends_never_interleave() {
         concurrent_sends(Side::Server);
     }
@@ -576,6 +637,11 @@ mod client {
     #[test]
     fn close_during_a_large_send_goes_out_after_the_current_fragment() {
         close_during_large_send(Side::Client);
+    }
+
+    #[test]
+    fn close_from_a_listener_during_a_stuck_send_ends_at_the_close_timeout() {
+        close_from_a_listener_during_a_stuck_send(Side::Client);
     }
 
     #[test]
