@@ -426,10 +426,16 @@ impl WebSocket {
     /// or a 2-byte code and a UTF-8 reason), which starts the closing handshake
     /// like [`close`](Self::close).
     ///
-    /// Writes the frame at once, from any thread, without waiting for incoming
-    /// data. `ArgumentError` for an unknown opcode, data too long, or a text
+    /// Writes the message from any thread, without waiting for incoming
+    /// data, and returns once it is written (a small message sent by a
+    /// listener of this `WebSocket` is written with the other replies to the
+    /// same read, just before the connection's thread reads again). A message
+    /// over 1 MiB goes out in frames of 1 MiB; the peer's pings are answered
+    /// between them, and another thread's message waits for this one to end.
+    /// `ArgumentError` for an unknown opcode, data too long, or a text
     /// message whose bytes are not UTF-8; `IllegalOperation` when the socket
-    /// is not open.
+    /// is not open, or when it starts closing before the whole message went
+    /// out (the rest of it is not sent).
     ///
     /// ```no_run
     /// # let ws = airws::WebSocket::new();
@@ -531,6 +537,12 @@ impl WebSocket {
     /// connection's thread finish the closing handshake. As in AIR, no `close`
     /// event is dispatched for a close made here. Closing a socket that is not
     /// open does nothing; closing one that is connecting aborts it.
+    ///
+    /// It does not wait for another thread's send in progress: the close
+    /// frame follows the frame being written (at most 1 MiB), the rest of
+    /// that message is not sent, and its `send_message` returns an error.
+    /// Messages whose `send_message` returned before `close()` was called
+    /// went out before the close frame.
     ///
     /// `ArgumentError` for a code that may not be sent (valid: 1000–1003,
     /// 1007–1014, 3000–4999).
