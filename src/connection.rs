@@ -478,19 +478,16 @@ pub(crate) fn read_loop(
     let mut recycled = Vec::new();
     let mut st = conn.lock();
     if !leftover.is_empty() {
-        st.proto.receive(leftover, Instant::now());
-        st = dispatch(conn, st, &mut messages, &mut recycled, deliver);
+        let now = Instant::now();
+        st.proto.receive(leftover, now);
+        st = dispatch(conn, st, &mut messages, &mut recycled, deliver, now);
     }
     loop {
-        // One lock for everything before the read: timers, what listeners
+        // One lock for everything before the read: what listeners
         // sent, pongs and close frames (written now, or after the frame
         // another thread is writing), the next deadline, the room to read
         // into.
-        let deadline = st.proto.poll_timeout();
-        let now = Instant::now();
-        if deadline.is_some_and(|d| d <= now) {
-            st.proto.handle_timeout(now);
-        }
+        // (A deadline that has passed makes the read below time out at once.)
         if st.proto.has_transmit() {
             st = match conn.flush(st, false) {
                 Ok(st) => st,
@@ -540,7 +537,7 @@ pub(crate) fn read_loop(
         if !direct && n == buf.len() && buf.len() < READ_BUFFER_MAX {
             buf = ReadBuffer::new(READ_BUFFER_MAX);
         }
-        st = dispatch(conn, st, &mut messages, &mut recycled, deliver);
+        st = dispatch(conn, st, &mut messages, &mut recycled, deliver, now);
     }
 }
 
@@ -555,9 +552,10 @@ fn dispatch<'a>(
     messages: &mut Vec<Incoming>,
     recycled: &mut Vec<Vec<u8>>,
     deliver: &mut dyn Deliver,
+    now: Instant,
 ) -> MutexGuard<'a, Locked> {
     while st.proto.has_messages() {
-        st.proto.poll_messages(Instant::now(), messages);
+        st.proto.poll_messages(now, messages);
         if messages.is_empty() {
             continue;
         }
