@@ -136,7 +136,7 @@ pub(crate) fn drive_handshake(
 ///
 /// One socket (one file descriptor) serves the reader thread and every
 /// sender: reads and writes go through `&TcpStream`, and writes are
-/// serialized by the connection's writer lock.
+/// serialized by the connection's writer role.
 #[derive(Debug)]
 pub(crate) struct Transport {
     tcp: Arc<TcpStream>,
@@ -204,7 +204,7 @@ impl Transport {
     }
 
     /// Writes `data` to the peer. The caller serializes writes (the
-    /// connection's writer lock).
+    /// connection's writer role).
     pub(crate) fn write_all(&self, data: &[u8], spare: &mut Vec<u8>) -> io::Result<()> {
         let mut tcp = &*self.tcp;
         let Some(tls) = &self.tls else {
