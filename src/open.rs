@@ -8,6 +8,8 @@ mod http_head;
 mod server;
 
 use crate::connection::Conn;
+use crate::session::Session;
+use failure::OpenFailure;
 use std::sync::Arc;
 
 /// What a completed opening handshake hands to the read loop.
@@ -18,4 +20,19 @@ pub(crate) struct Opened {
     pub(crate) protocol: String,
     /// Bytes that came after the HTTP head: the first frames.
     pub(crate) leftover: Vec<u8>,
+}
+
+impl Session {
+    /// After the opening: runs the connection, or dispatches why it did not
+    /// open.
+    fn run_opened(self, opened: Result<Opened, OpenFailure>) {
+        match opened {
+            Ok(Opened {
+                conn,
+                protocol,
+                leftover,
+            }) => self.open_and_run(conn, protocol, leftover),
+            Err(failure) => self.fail(failure),
+        }
+    }
 }

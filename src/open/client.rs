@@ -39,14 +39,8 @@ fn resolve(t: &Target) -> Result<Vec<SocketAddr>, OpenFailure> {
 impl Session {
     /// The connection's thread of a client: opens the connection, then runs it.
     pub(crate) fn run_client(self, target: Target, offered: Vec<String>) {
-        match self.open_client(&target, &offered) {
-            Ok(Opened {
-                conn,
-                protocol,
-                leftover,
-            }) => self.open_and_run(conn, protocol, leftover),
-            Err(failure) => self.fail(failure),
-        }
+        let opened = self.open_client(&target, &offered);
+        self.run_opened(opened);
     }
 
     /// The chain of steps, up to a completed opening handshake.

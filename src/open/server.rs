@@ -25,14 +25,8 @@ impl Session {
         let peer = tcp
             .peer_addr()
             .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
-        match self.open_server(tcp, &peer, acceptor) {
-            Ok(Opened {
-                conn,
-                protocol,
-                leftover,
-            }) => self.open_and_run(conn, protocol, leftover),
-            Err(failure) => self.fail(failure),
-        }
+        let opened = self.open_server(tcp, &peer, acceptor);
+        self.run_opened(opened);
     }
 
     /// TLS, the request, the 101.

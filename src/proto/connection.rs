@@ -355,25 +355,24 @@ impl Connection {
 
     /// The peer ended its stream (a read returned 0).
     pub fn receive_eof(&mut self) {
+        self.end_stream(Ending::Dropped);
+    }
+
+    /// Reading or writing failed (the stream is unusable).
+    pub fn stream_failed(&mut self) {
+        self.end_stream(Ending::Broken);
+    }
+
+    /// The stream is over: the connection ended as it was failed, or closed
+    /// if a close frame went either way, else as `otherwise` says.
+    fn end_stream(&mut self, otherwise: Ending) {
         if self.ending.is_some() {
             return;
         }
         self.ending = Some(match self.failed {
             Some(code) => Ending::Failed(code),
             None if self.close.received() || self.close.sent() => Ending::Closed,
-            None => Ending::Dropped,
-        });
-    }
-
-    /// Reading or writing failed (the stream is unusable).
-    pub fn stream_failed(&mut self) {
-        if self.ending.is_some() {
-            return;
-        }
-        self.ending = Some(match self.failed {
-            Some(code) => Ending::Failed(code),
-            None if self.close.sent() || self.close_deadline.is_some() => Ending::Closed,
-            None => Ending::Broken,
+            None => otherwise,
         });
     }
 
