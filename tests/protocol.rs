@@ -375,6 +375,14 @@ impl Pair {
         Pair::with(settings())
     }
 
+    /// The end that plays `role`.
+    fn end(&mut self, role: Role) -> &mut Side {
+        match role {
+            Role::Client => &mut self.client,
+            Role::Server => &mut self.server,
+        }
+    }
+
     fn with(settings: Settings) -> Pair {
         let clock = Clock::new();
         let now = clock.now();
@@ -680,10 +688,7 @@ fn a_close_without_a_code_is_answered_with_an_empty_close() {
     for closer in [Role::Client, Role::Server] {
         let mut p = Pair::new();
         let now = p.now();
-        let closing = match closer {
-            Role::Client => &mut p.client,
-            Role::Server => &mut p.server,
-        };
+        let closing = p.end(closer);
         assert!(closing.conn.close(None, "", now));
         p.drive();
         let empty = Frame::new(true, OP_CLOSE, b"");
@@ -965,10 +970,7 @@ fn a_close_during_a_fragmented_send_follows_the_fragments() {
     for closer in [Role::Client, Role::Server] {
         let mut p = Pair::new();
         let now = p.now();
-        let a = match closer {
-            Role::Client => &mut p.client,
-            Role::Server => &mut p.server,
-        };
+        let a = p.end(closer);
         a.conn.send_frame(OP_BINARY, b"frag-1", false).unwrap();
         a.conn
             .send_frame(OP_CONTINUATION, b"frag-2", false)

@@ -239,11 +239,7 @@ impl RawPeer {
 
     /// Reads one frame; panics on a timeout or EOF.
     pub fn read(&mut self) -> Frame {
-        match self.try_read() {
-            Ok(Some(f)) => f,
-            Ok(None) => panic!("the library closed the connection instead of sending a frame"),
-            Err(e) => panic!("reading a frame from the library failed: {e}"),
-        }
+        expect_read(self.try_read(), "a frame")
     }
 
     /// Reads one frame; `Ok(None)` on EOF.
@@ -253,11 +249,7 @@ impl RawPeer {
 
     /// Reads one frame with its header; panics on a timeout or EOF.
     pub fn read_with_head(&mut self) -> (FrameHead, Frame) {
-        match self.try_read_with_head() {
-            Ok(Some(read)) => read,
-            Ok(None) => panic!("the library closed the connection instead of sending a frame"),
-            Err(e) => panic!("reading a frame from the library failed: {e}"),
-        }
+        expect_read(self.try_read_with_head(), "a frame")
     }
 
     /// Reads one frame with its header; `Ok(None)` on EOF.
@@ -281,11 +273,7 @@ impl RawPeer {
     /// Reads a frame's header only (its payload is left on the socket, for
     /// [`read_payload`](Self::read_payload)); panics on a timeout or EOF.
     pub fn read_head(&mut self) -> FrameHead {
-        match self.try_read_head() {
-            Ok(Some(head)) => head,
-            Ok(None) => panic!("the library closed the connection instead of sending a frame"),
-            Err(e) => panic!("reading a frame header from the library failed: {e}"),
-        }
+        expect_read(self.try_read_head(), "a frame header")
     }
 
     /// Reads a frame's header only; `Ok(None)` on EOF.
@@ -414,6 +402,15 @@ impl RawPeer {
             self.sees_eof(),
             "the connection was not closed after {code}"
         );
+    }
+}
+
+/// What a read of `what` from the library brought; panics on a timeout or EOF.
+fn expect_read<T>(read: io::Result<Option<T>>, what: &str) -> T {
+    match read {
+        Ok(Some(value)) => value,
+        Ok(None) => panic!("the library closed the connection instead of sending {what}"),
+        Err(e) => panic!("reading {what} from the library failed: {e}"),
     }
 }
 
