@@ -7,6 +7,7 @@
 //! seconds in CI with the stable toolchain.
 
 use airws::proto::close::{self, is_valid_on_wire};
+use airws::proto::connection::{Connection, Ending, Settings};
 use airws::proto::error::ProtocolError;
 use airws::proto::frame::{
     decode_header, header_bytes, HeaderError, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
@@ -22,6 +23,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The checks of the fuzz targets (`fuzz/common/`), for replaying their
 /// seeds and kept inputs here.
@@ -635,8 +637,110 @@ fn advance_in_steps(data: &[u8], ends: &[usize]) -> Result<Option<usize>, TestCa
 
 // --------------------------------------------------------------- properties
 
+/// What a connection made of a whole stream, then the end of it: the
+/// messages, what it wrote (for a client, only its length: masking keys
+/// are random), whether it shut its write side down, how it ended and its
+/// close reason.
+type ConnOutcome = (
+    Vec<Incoming>,
+    Result<Vec<u8>, usize>,
+    bool,
+    Option<Ending>,
+    u16,
+);
+
+/// Feeds `chunks` to a new connection (through lent rooms of at most
+/// `room` bytes where it lends one, when `room` is set), taking its
+/// messages and its output after each, then ends the stream.
+fn feed_connection(
+    role: Role,
+    limits: Limits,
+    chunks: &[&[u8]],
+    room: Option<usize>,
+) -> Result<ConnOutcome, TestCaseError> {
+    let now = Instant::now();
+    let settings = Settings {
+        limits,
+        close_timeout: Duration::from_secs(5),
+        idle_timeout: None,
+    };
+    let mut conn = Connection::new(role, settings, now);
+    let mut messages = Vec::new();
+    let mut out = Vec::new();
+    let mut shutdown = false;
+    let mut take = |conn: &mut Connection, messages: &mut Vec<Incoming>, out: &mut Vec<u8>| {
+        for _ in 0..10_000 {
+            if !conn.has_messages() {
+                break;
+            }
+            conn.poll_messages(now, messages);
+        }
+        let mut buf = Vec::new();
+        shutdown |= conn.poll_transmit(&mut buf);
+        out.extend_from_slice(&buf);
+    };
+    for chunk in chunks {
+        let mut rest: &[u8] = chunk;
+        while !rest.is_empty() {
+            let lent = room.and_then(|max| conn.lend_room(1, max));
+            match lent {
+                Some(mut lent) => {
+                    let n = rest.len().min(lent.bytes().len());
+                    lent.bytes()[..n].copy_from_slice(&rest[..n]);
+                    conn.return_room(lent, n, now);
+                    rest = &rest[n..];
+                }
+                None => {
+                    conn.receive(rest, now);
+                    rest = &[];
+                }
+            }
+            take(&mut conn, &mut messages, &mut out);
+            prop_assert!(
+                conn.queued_len() <= (64 << 10) + 256,
+                "queue grew to {}",
+                conn.queued_len()
+            );
+        }
+    }
+    conn.receive_eof();
+    take(&mut conn, &mut messages, &mut out);
+    let ending = conn.ending();
+    let reason = ending.map_or(0, |e| conn.close_reason(e));
+    let written = match role {
+        Role::Server => Ok(out),
+        Role::Client => Err(out.len()),
+    };
+    Ok((messages, written, shutdown, ending, reason))
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// (a) The connection state machine: any bytes, either role, small
+    /// limits, split anywhere or read through lent rooms, give the same
+    /// messages, the same output, the same ending and close reason as whole;
+    /// nothing panics and the queue of frames to write stays bounded.
+    #[test]
+    fn connection_any_bytes_split_anywhere_equals_whole(
+        (role, data) in role_and_stream(),
+        limits in small_limits(),
+        points in vec(any::<usize>(), 0..16),
+        room in 1usize..200,
+    ) {
+        let whole = feed_connection(role, limits, &[&data], None)?;
+        let pieces = split(&data, &points);
+        prop_assert_eq!(&feed_connection(role, limits, &pieces, None)?, &whole);
+        prop_assert_eq!(&feed_connection(role, limits, &pieces, Some(room))?, &whole);
+        let bytes: Vec<&[u8]> = data.chunks(1).collect();
+        prop_assert_eq!(&feed_connection(role, limits, &bytes, None)?, &whole);
+        let (messages, _, _, ending, reason) = &whole;
+        prop_assert!(ending.is_some(), "no ending after the end of the stream");
+        prop_assert!(matches!(reason, 1000..=1003 | 1005..=1014 | 3000..=4999), "reason {}", reason);
+        for m in messages {
+            prop_assert!(matches!(m, Incoming::Text(_) | Incoming::Binary(_) | Incoming::Pong(_)), "{:?}", m);
+        }
+    }
 
     /// (a) Any bytes, either role, small limits: split anywhere (or one byte
     /// at a time) they give the same items and the same error as whole.
