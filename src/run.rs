@@ -50,6 +50,9 @@ impl Session {
                 st.phase = Phase::Closed;
                 st.conn = None;
                 st.close_reason = i32::from(reason);
+                if notify {
+                    st.ending_listeners = Some(self.generation);
+                }
                 self.shared.ended.notify_all();
                 notify
             }
@@ -64,6 +67,7 @@ impl Session {
                 ));
             }
             self.dispatch(&Event::new(Event::CLOSE, false));
+            self.ending_dispatched();
         }
     }
 }

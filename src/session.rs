@@ -24,6 +24,16 @@ impl Session {
         &self.shared.config
     }
 
+    /// The listeners of this connection's ending have returned: wakes
+    /// `wait_closed`.
+    pub(crate) fn ending_dispatched(&self) {
+        let mut st = self.shared.state();
+        if st.ending_listeners == Some(self.generation) {
+            st.ending_listeners = None;
+            self.shared.ended.notify_all();
+        }
+    }
+
     /// The protocol's limits and timers, from the configuration.
     pub(crate) fn settings(&self) -> Settings {
         Settings {

@@ -50,6 +50,18 @@ pub(crate) struct State {
     pub(crate) protocol: String,
     /// The `closeReason` property.
     pub(crate) close_reason: i32,
+    /// The generation whose ending's listeners (`ioError`, `close`, ...)
+    /// are running: `wait_closed` waits for them too.
+    pub(crate) ending_listeners: Option<u64>,
+}
+
+impl State {
+    /// No connection is open or opening, and the listeners of the last
+    /// one's ending have returned.
+    fn is_settled(&self) -> bool {
+        !matches!(self.phase, Phase::Connecting | Phase::Open | Phase::Closing)
+            && self.ending_listeners.is_none()
+    }
 }
 
 /// What every handle of one `WebSocket` and its connection's thread share.
@@ -241,6 +253,7 @@ impl WebSocket {
                         pending: None,
                         protocol: String::new(),
                         close_reason: 0,
+                        ending_listeners: None,
                     }),
                     ended: Condvar::new(),
                 }),
@@ -286,7 +299,10 @@ impl WebSocket {
     }
 
     /// Blocks until no connection is open or opening, for at most `timeout`;
-    /// returns whether that is so. After [`close`](Self::close), this waits
+    /// returns whether that is so. When the connection's end dispatches
+    /// events (`ioError`, `securityError`, `close`), it also waits until
+    /// their listeners have returned, so what they print or record is
+    /// there when it returns. After [`close`](Self::close), this waits
     /// for the closing handshake to finish, which dispatches no event. Not in
     /// AIR's `WebSocket`: a convenience for scripts and tests. Do not call it
     /// from a listener of the same `WebSocket` (it would wait for itself until
@@ -296,11 +312,9 @@ impl WebSocket {
         let (st, _) = self
             .shared()
             .ended
-            .wait_timeout_while(st, timeout, |st| {
-                matches!(st.phase, Phase::Connecting | Phase::Open | Phase::Closing)
-            })
+            .wait_timeout_while(st, timeout, |st| !st.is_settled())
             .unwrap_or_else(|p| p.into_inner());
-        !matches!(st.phase, Phase::Connecting | Phase::Open | Phase::Closing)
+        st.is_settled()
     }
 
     /// Sets the subprotocol a server answers with. Read-only once the

@@ -13,7 +13,7 @@ use airws::{
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -587,6 +587,51 @@ fn connect_refused_dispatches_io_error_naming_host_and_port_then_nothing_else() 
     }
     assert!(ws.wait_closed(WAIT));
     assert!(!ws.connected());
+}
+
+/// A listener that takes its time, then records that it ran: `wait_closed`
+/// must not return before it has.
+fn slow_listener(ran: &Arc<AtomicBool>) -> impl Fn(&Event) + Send + Sync + 'static {
+    let ran = ran.clone();
+    move |_e: &Event| {
+        // The listener's own work, long enough that a wait_closed that
+        // returned at the end of the connection would return before it.
+        std::thread::sleep(Duration::from_millis(300));
+        ran.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn wait_closed_returns_after_the_io_error_listeners_have_run() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let ws = WebSocket::new();
+    let ran = Arc::new(AtomicBool::new(false));
+    ws.add_event_listener(IOErrorEvent::IO_ERROR, slow_listener(&ran));
+    ws.connect(&format!("ws://127.0.0.1:{port}/"), &[])
+        .expect("connect returns at once");
+    assert!(ws.wait_closed(WAIT));
+    assert!(
+        ran.load(Ordering::SeqCst),
+        "wait_closed returned before the ioError listener had run"
+    );
+}
+
+#[test]
+fn wait_closed_returns_after_the_close_listeners_have_run() {
+    let (ws, _rx, mut peer) = client_of_raw_peer();
+    let ran = Arc::new(AtomicBool::new(false));
+    ws.add_event_listener(Event::CLOSE, slow_listener(&ran));
+    peer.close(1000, "");
+    assert_eq!(peer.read_close().close_code(), Some(1000));
+    drop(peer);
+    assert!(ws.wait_closed(WAIT));
+    assert!(
+        ran.load(Ordering::SeqCst),
+        "wait_closed returned before the close listener had run"
+    );
 }
 
 #[test]

@@ -71,6 +71,7 @@ impl Session {
             if let Some(code) = close_reason {
                 st.close_reason = i32::from(code);
             }
+            st.ending_listeners = Some(self.generation);
             self.shared.ended.notify_all();
         });
         if ended.is_none() {
@@ -79,5 +80,6 @@ impl Session {
         for e in &events {
             self.dispatch(e);
         }
+        self.ending_dispatched();
     }
 }
