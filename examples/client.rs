@@ -6,6 +6,11 @@
 //! When standard input ends it sends a close, still prints every message that
 //! arrives before the server's close reply, and exits. Binary messages are
 //! shown as `<binary: N bytes>`. Diagnostics go to standard error.
+//!
+//! Exit status: 0 after a normal close (close reason 1000, or 1005 for a
+//! close frame without a code); 1 after any other ending (a refused or
+//! failed connection, a close with another code, a dropped link), with the
+//! reason on standard error; 2 for a bad command line.
 
 use airws::{Event, EventDispatcher, IOErrorEvent, SecurityErrorEvent, WebSocket, WebSocketEvent};
 use std::io::{BufRead, Write};
@@ -47,7 +52,7 @@ fn main() {
         eprintln!("closed by the server (close reason {reason})");
         let _ = ready_tx.send(Err(format!("closed (close reason {reason})")));
         // Standard input may still be open: nothing more can be sent.
-        std::process::exit(0);
+        std::process::exit(exit_status(reason));
     });
 
     if let Err(e) = ws.connect(&url, &[]) {
@@ -73,5 +78,16 @@ fn main() {
     let _ = ws.close(WebSocket::CLOSE_NORMAL);
     // Messages that arrive before the server's close reply are still printed.
     ws.wait_closed(Duration::from_secs(10));
-    eprintln!("closed (close reason {})", ws.close_reason());
+    let reason = ws.close_reason();
+    eprintln!("closed (close reason {reason})");
+    std::process::exit(exit_status(reason));
+}
+
+/// 0 for a normal close (1000, or 1005: a close frame without a code), 1
+/// for any other ending.
+fn exit_status(close_reason: i32) -> i32 {
+    match close_reason {
+        1000 | 1005 => 0,
+        _ => 1,
+    }
 }

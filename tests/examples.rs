@@ -119,6 +119,74 @@ fn client_reports_a_refused_connection() {
     );
 }
 
+/// A server that accepts one connection and runs `serve` on it.
+fn one_shot_server(serve: fn(std::net::TcpStream)) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            serve(stream);
+        }
+    });
+    port
+}
+
+fn client_output(port: u16) -> (std::process::Output, String) {
+    let child = Command::new(example("client"))
+        .arg(format!("ws://127.0.0.1:{port}/"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    let out = output_within_30_s(child, "client exits by itself");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+#[test]
+fn client_exits_non_zero_when_the_upgrade_is_refused() {
+    let port = one_shot_server(|mut s| {
+        let mut buf = [0u8; 4096];
+        let _ = std::io::Read::read(&mut s, &mut buf);
+        let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+    });
+    let (out, stderr) = client_output(port);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("close reason 1006"), "stderr: {stderr}");
+}
+
+#[test]
+fn client_exits_non_zero_after_a_close_with_another_code() {
+    let port = one_shot_server(|mut s| {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 {
+            match std::io::Read::read(&mut s, &mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let key = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let _ = s.write_all(&airws::proto::handshake::accept_response(&key, None));
+        // A close frame with 4001, then the end of the stream.
+        let _ = s.write_all(&[0x88, 2, 0x0F, 0xA1]);
+        let mut rest = [0u8; 256];
+        let _ = std::io::Read::read(&mut s, &mut rest);
+    });
+    let (out, stderr) = client_output(port);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("close reason 4001"), "stderr: {stderr}");
+}
+
 #[test]
 fn air_port_runs_its_exchange_and_exits_zero() {
     let child = Command::new(example("air_port"))
