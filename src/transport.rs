@@ -73,6 +73,10 @@ pub(crate) enum TlsFailure {
     Io(io::Error),
     /// The TLS layer refused (certificate, protocol version, ...).
     Tls(native_tls::Error),
+    /// The peer does not speak TLS: its first bytes are not a TLS record
+    /// (a plain HTTP or WebSocket endpoint). Carries the start of what it
+    /// sent, as printable text.
+    NotTls(String),
 }
 
 impl std::fmt::Display for TlsFailure {
@@ -80,8 +84,35 @@ impl std::fmt::Display for TlsFailure {
         match self {
             TlsFailure::Io(e) => write!(f, "{e}"),
             TlsFailure::Tls(e) => write!(f, "{e}"),
+            TlsFailure::NotTls(start) => {
+                write!(f, "the peer does not speak TLS (it sent \"{start}\")")
+            }
         }
     }
+}
+
+/// Whether `first` can begin a TLS record: its content type (change
+/// cipher spec, alert, handshake or application data, RFC 8446 §5.1).
+fn starts_tls_record(first: u8) -> bool {
+    (20..=23).contains(&first)
+}
+
+/// The first line of `bytes`, at most 60 characters, with anything that is
+/// not printable ASCII shown as `\xNN`.
+fn printable_start(bytes: &[u8]) -> String {
+    let line = bytes
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let mut out = String::new();
+    for &b in line.iter().take(60) {
+        if b.is_ascii_graphic() || b == b' ' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 fn write_out(mut tcp: &TcpStream, io: &mut MemIo) -> io::Result<()> {
@@ -101,6 +132,7 @@ pub(crate) fn drive_handshake(
     deadline: Instant,
 ) -> Result<TlsStream<MemIo>, TlsFailure> {
     let mut buf = vec![0u8; 16 << 10];
+    let mut first_read = true;
     let mut reader = crate::deadline::DeadlineReader::new(
         tcp,
         Some(deadline),
@@ -124,6 +156,9 @@ pub(crate) fn drive_handshake(
                         io::ErrorKind::UnexpectedEof,
                         "the peer closed the connection during the TLS handshake",
                     )));
+                }
+                if std::mem::take(&mut first_read) && !starts_tls_record(buf[0]) {
+                    return Err(TlsFailure::NotTls(printable_start(&buf[..n])));
                 }
                 mid.get_mut().feed(&buf[..n]);
                 result = mid.handshake();

@@ -448,13 +448,19 @@ fn wss_client_allowing_certificates(
 
 #[test]
 fn a_server_that_does_not_speak_tls_is_a_security_error() {
-    // Each attempt gets an HTTP answer instead of a TLS record. The library
-    // makes two (the second, unverified, tells certificate errors from other
-    // TLS failures); both fail, so the problem is not the certificate.
-    let (port, server) = not_tls_server(b"HTTP/1.1 400 Bad Request\r\n\r\n", 2);
+    // The server answers in plain HTTP instead of a TLS record: the library
+    // says so in plain words after one attempt (no retry without
+    // verification: the certificate is not the problem), even though a
+    // certificateError listener exists.
+    let (port, server) = not_tls_server(b"HTTP/1.1 400 Bad Request\r\n\r\n", 1);
     let (ws, counts, rx) = wss_client_allowing_certificates(port);
     match next(&rx) {
-        Seen::Security(text) => assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}"),
+        Seen::Security(text) => {
+            assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+            assert!(text.contains("does not speak TLS"), "{text}");
+            assert!(text.contains("HTTP/1.1 400 Bad Request"), "{text}");
+            assert!(text.contains("ws://"), "{text}");
+        }
         other => panic!("expected securityError, got {other:?}"),
     }
     assert!(ws.wait_closed(WAIT));
@@ -464,7 +470,70 @@ fn a_server_that_does_not_speak_tls_is_a_security_error() {
     nothing_more(&rx, 300);
     assert_eq!(ws.close_reason(), 1015);
     assert_eq!(counts.seen(), 0, "not a certificate problem");
-    assert_eq!(server.join().expect("server thread"), 2);
+    assert_eq!(server.join().expect("server thread"), 1, "one connection");
+}
+
+#[test]
+fn a_refused_certificate_without_a_listener_takes_one_connection_and_closes_with_1015() {
+    // A TLS server with the test certificate, which the system's roots do
+    // not trust; it counts the connections it accepts.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let server = std::thread::spawn(move || {
+        let acceptor = localhost_acceptor();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let deadline = Instant::now() + WAIT;
+        let mut accepted = 0;
+        while !stopping.load(Ordering::SeqCst) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((tcp, _)) => {
+                    accepted += 1;
+                    let _ = tcp.set_nonblocking(false);
+                    let _ = tcp.set_read_timeout(Some(WAIT));
+                    let _ = acceptor.accept(tcp);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        accepted
+    });
+    // Listeners for every ending but certificateError (record() would add
+    // one).
+    let ws = WebSocket::new();
+    let (tx, rx) = mpsc::channel();
+    for kind in [
+        Event::CLOSE,
+        SecurityErrorEvent::SECURITY_ERROR,
+        airws::IOErrorEvent::IO_ERROR,
+    ] {
+        let tx = Mutex::new(tx.clone());
+        ws.add_event_listener(kind, move |e: &Event| {
+            let close_reason = e.target::<WebSocket>().map(|w| w.close_reason());
+            let _ = tx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send((e.event_type().to_owned(), close_reason));
+        });
+    }
+    ws.connect(&wss_url("localhost", port), &[])
+        .expect("connect");
+    assert_eq!(
+        rx.recv_timeout(WAIT).expect("an event"),
+        ("close".to_owned(), Some(1015))
+    );
+    assert!(ws.wait_closed(WAIT));
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "one event only"
+    );
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(
+        server.join().expect("server thread"),
+        1,
+        "no second connection without a certificateError listener"
+    );
 }
 
 #[test]

@@ -25,6 +25,18 @@ use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Whether a TLS failure is about the server's certificate or host name
+/// (the failures a `certificateError` listener may accept). `native-tls`
+/// gives no error kinds, so this reads the backend's message: OpenSSL
+/// says "certificate verify failed" (with the reason: expired, self-signed,
+/// unknown issuer, host name mismatch, ...).
+fn is_certificate_failure(err: &native_tls::Error) -> bool {
+    let text = err.to_string().to_ascii_lowercase();
+    ["certificate", "verify", "hostname", "host name"]
+        .iter()
+        .any(|word| text.contains(word))
+}
+
 /// The host's addresses.
 fn resolve(t: &Target) -> Result<Vec<SocketAddr>, OpenFailure> {
     match (t.host.as_str(), t.port).to_socket_addrs() {
@@ -118,9 +130,40 @@ impl Session {
                     target.host, target.port
                 )));
             }
+            Err(TlsFailure::NotTls(start)) => {
+                let _ = tcp.shutdown(Shutdown::Both);
+                return Err(OpenFailure::Tls(format!(
+                    "TLS handshake with {}:{} failed: the server does not speak TLS, it \
+                     answered in plain text (\"{start}\"); if it is a plain WebSocket \
+                     server, connect with ws:// instead of wss://",
+                    target.host, target.port
+                )));
+            }
             Err(TlsFailure::Tls(e)) => e,
         };
         let _ = tcp.shutdown(Shutdown::Both);
+        // Only a certificate the listeners may accept is worth a second
+        // connection: a failure that is not about the certificate is a
+        // `securityError` at once, and without a `certificateError`
+        // listener nobody can accept the certificate.
+        if !is_certificate_failure(&err) {
+            return Err(OpenFailure::Tls(format!(
+                "TLS handshake with {}:{} failed: {err}",
+                target.host, target.port
+            )));
+        }
+        if !self
+            .shared
+            .listeners
+            .has(SecurityErrorEvent::CERTIFICATE_ERROR)
+        {
+            log::debug!(
+                "TLS certificate of {}:{} rejected, no certificateError listener: {err}",
+                target.host,
+                target.port
+            );
+            return Err(OpenFailure::CertificateRefused);
+        }
         self.certificate_retry(target, err, deadline, dial)
     }
 

@@ -12,7 +12,7 @@ use crate::event::HttpRequestEvent;
 use crate::proto::handshake::{self, Request};
 use crate::proto::Role;
 use crate::session::Session;
-use crate::transport::{drive_handshake, MemIo, Transport};
+use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -133,6 +133,13 @@ fn accept_tls(
     };
     match drive_handshake(acceptor.accept(MemIo::default()), &tcp, deadline) {
         Ok(session) => Ok(Transport::tls(tcp, session)),
+        Err(TlsFailure::NotTls(start)) => {
+            let _ = tcp.shutdown(Shutdown::Both);
+            Err(OpenFailure::TlsAccept(format!(
+                "TLS handshake with {peer} failed: the client does not speak TLS, it sent \
+                 plain text (\"{start}\"); it should connect with wss://"
+            )))
+        }
         Err(e) => {
             let _ = tcp.shutdown(Shutdown::Both);
             Err(OpenFailure::TlsAccept(format!(
