@@ -346,14 +346,31 @@ impl Conn {
     /// the frame being written, if another thread is writing; else this
     /// thread writes it.
     pub(crate) fn send_close(&self, code: Option<u16>, reason: &str) -> io::Result<bool> {
+        if !self.queue_close(code, reason) {
+            return Ok(false);
+        }
+        self.flush_queued().map(|()| true)
+    }
+
+    /// Starts the closing handshake with `code` without writing anything:
+    /// from now on nothing else may be sent. Returns false when a close
+    /// frame was already sent. [`flush_queued`](Self::flush_queued) writes
+    /// it.
+    pub(crate) fn queue_close(&self, code: Option<u16>, reason: &str) -> bool {
         let mut st = self.lock();
         if !st.proto.close(code, reason, Instant::now()) {
-            return Ok(false);
+            return false;
         }
         // Senders waiting for their turn give up.
         self.wake(&st);
+        true
+    }
+
+    /// Writes what is queued, or leaves it to the thread that is writing.
+    pub(crate) fn flush_queued(&self) -> io::Result<()> {
+        let st = self.lock();
         match self.flush(st, false) {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(()),
             Err(Error::Io(e)) => Err(e),
             Err(e) => Err(io::Error::other(e.to_string())),
         }

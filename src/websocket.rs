@@ -81,7 +81,7 @@ impl Shared {
 
     /// Starts the closing handshake of the current connection, or aborts one
     /// being opened. `None` when there is nothing to close.
-    fn begin_close(&self, code: Option<u16>, reason: &str) {
+    fn begin_close(&self, code: Option<u16>, reason: &str, closer: Closer) {
         let conn = {
             let mut st = self.state();
             match st.phase {
@@ -103,31 +103,65 @@ impl Shared {
             }
         };
         let Some(conn) = conn else { return };
-        // From another thread, the connection's thread may be blocked in a
-        // read armed before this close began, and this thread may write the
-        // close frame itself to a peer that stopped reading: a timer shuts
-        // the socket down when the close timeout passes, which wakes the
-        // reader and ends such a write. When another thread is writing, the
-        // close frame waits in the queue for its current frame and this call
-        // returns at once. On the connection's own thread no timer is
-        // needed: its read loop arms the next read with the protocol's
-        // close deadline.
-        if !conn.is_reader_thread() {
-            let timeout = self.config.close_timeout;
-            let timer_conn = conn.clone();
-            let spawned = thread::Builder::new()
-                .name("airws-close-timer".into())
-                .stack_size(64 << 10)
-                .spawn(move || timer_conn.finish_within(timeout));
-            if spawned.is_err() {
+        if conn.is_reader_thread() {
+            // A listener: the read loop arms its next read with the
+            // protocol's close deadline, so no timer is needed.
+            if let Err(e) = conn.send_close(code, reason) {
+                log::debug!("sending the close frame failed: {e}");
+                conn.transport.shutdown();
+            }
+            return;
+        }
+        // From another thread: from now on nothing else may be sent. The
+        // connection's thread may be blocked in a read armed before this
+        // close began, and the close frame's write may block on a peer that
+        // stopped reading: a timer shuts the socket down when the close
+        // timeout passes, which wakes the reader and ends such a write.
+        // When another thread is writing, the close frame waits in the
+        // queue for its current frame.
+        if !conn.queue_close(code, reason) {
+            return;
+        }
+        let timeout = self.config.close_timeout;
+        let timer_conn = conn.clone();
+        // The last handle may be dropped on a thread that must not block
+        // (a UI thread): the timer's thread writes the close frame then.
+        let write_on_timer = closer == Closer::LastHandle;
+        let spawned = thread::Builder::new()
+            .name("airws-close-timer".into())
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let deadline = std::time::Instant::now() + timeout;
+                if write_on_timer {
+                    if let Err(e) = timer_conn.flush_queued() {
+                        log::debug!("sending the close frame failed: {e}");
+                        timer_conn.transport.shutdown();
+                    }
+                }
+                timer_conn
+                    .finish_within(deadline.saturating_duration_since(std::time::Instant::now()));
+            });
+        if spawned.is_err() {
+            conn.transport.shutdown();
+            return;
+        }
+        if !write_on_timer {
+            if let Err(e) = conn.flush_queued() {
+                log::debug!("sending the close frame failed: {e}");
                 conn.transport.shutdown();
             }
         }
-        if let Err(e) = conn.send_close(code, reason) {
-            log::debug!("sending the close frame failed: {e}");
-            conn.transport.shutdown();
-        }
     }
+}
+
+/// Who starts a closing handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closer {
+    /// `close()` or `send_message(FMT_CLOSE, ..)`: writes the close frame
+    /// itself (bounded by the close timer).
+    Caller,
+    /// The last handle was dropped: never blocks the dropping thread.
+    LastHandle,
 }
 
 /// Closes the connection when the last user handle goes away.
@@ -137,7 +171,8 @@ pub(crate) struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.begin_close(Some(GOING_AWAY), "");
+        self.shared
+            .begin_close(Some(GOING_AWAY), "", Closer::LastHandle);
     }
 }
 
@@ -542,7 +577,7 @@ impl WebSocket {
             }
         };
         self.open_conn("sendMessage")?;
-        self.shared().begin_close(code, reason);
+        self.shared().begin_close(code, reason, Closer::Caller);
         Ok(())
     }
 
@@ -562,7 +597,8 @@ impl WebSocket {
     /// 1007–1014, 3000–4999).
     pub fn close(&self, reason_code: u32) -> Result<(), Error> {
         check_close_code(reason_code)?;
-        self.shared().begin_close(Some(reason_code as u16), "");
+        self.shared()
+            .begin_close(Some(reason_code as u16), "", Closer::Caller);
         Ok(())
     }
 }
