@@ -37,16 +37,16 @@ fn main() {
         };
         let _ = out.flush();
     });
-    for kind in [IOErrorEvent::IO_ERROR, SecurityErrorEvent::SECURITY_ERROR] {
+    for kind in [
+        IOErrorEvent::IO_ERROR,
+        SecurityErrorEvent::SECURITY_ERROR,
+        SecurityErrorEvent::CERTIFICATE_ERROR,
+    ] {
         let tx = ready_tx.clone();
         ws.add_event_listener(kind, move |e: &Event| {
             let _ = tx.send(Err(e.text().to_owned()));
         });
     }
-    let tx = ready_tx.clone();
-    ws.add_event_listener(SecurityErrorEvent::CERTIFICATE_ERROR, move |e: &Event| {
-        let _ = tx.send(Err(e.text().to_owned()));
-    });
     ws.add_event_listener(Event::CLOSE, move |e: &Event| {
         let reason = e.target::<WebSocket>().map_or(0, |w| w.close_reason());
         eprintln!("closed by the server (close reason {reason})");

@@ -1,7 +1,7 @@
 //! AS3's `EventDispatcher`: listener registries keyed by event type, with
 //! priorities, and the dispatch rules of AS3.
 
-use crate::event::{Event, EventTarget};
+use crate::event::{Event, EventTarget, EventType};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,8 +26,9 @@ struct Table {
     next_id: u64,
     // Copy-on-write: a dispatch clones the Arc, not the list. A B-tree: a
     // dispatcher has few event types, and comparing a few short strings
-    // costs less than hashing one with SipHash.
-    by_type: BTreeMap<String, Arc<Vec<Entry>>>,
+    // costs less than hashing one with SipHash. The keys are `'static`
+    // strings: adding a listener does not copy its type's name.
+    by_type: BTreeMap<EventType, Arc<Vec<Entry>>>,
 }
 
 /// The listeners of one dispatcher.
@@ -41,7 +42,7 @@ impl std::fmt::Debug for ListenerRegistry {
         let t = self.lock();
         let mut m = f.debug_map();
         for (k, v) in &t.by_type {
-            m.entry(k, &v.len());
+            m.entry(&k.as_str(), &v.len());
         }
         m.finish()
     }
@@ -59,11 +60,16 @@ impl ListenerRegistry {
 
     /// Adds a listener; higher priorities are called first, equal ones in the
     /// order they were added.
-    pub fn add(&self, event_type: &str, priority: i32, listener: Listener) -> ListenerId {
+    pub fn add(
+        &self,
+        event_type: impl Into<EventType>,
+        priority: i32,
+        listener: Listener,
+    ) -> ListenerId {
         let mut t = self.lock();
         t.next_id += 1;
         let id = t.next_id;
-        let list = Arc::make_mut(t.by_type.entry(event_type.to_owned()).or_default());
+        let list = Arc::make_mut(t.by_type.entry(event_type.into()).or_default());
         let at = list
             .iter()
             .position(|e| e.priority < priority)
@@ -80,9 +86,10 @@ impl ListenerRegistry {
     }
 
     /// Removes a listener; returns whether it was registered for `event_type`.
-    pub fn remove(&self, event_type: &str, id: ListenerId) -> bool {
+    pub fn remove(&self, event_type: impl Into<EventType>, id: ListenerId) -> bool {
+        let event_type = event_type.into();
         let mut t = self.lock();
-        let Some(list) = t.by_type.get_mut(event_type) else {
+        let Some(list) = t.by_type.get_mut(&event_type) else {
             return false;
         };
         let Some(at) = list.iter().position(|e| e.id == id.0) else {
@@ -90,16 +97,16 @@ impl ListenerRegistry {
         };
         Arc::make_mut(list).remove(at);
         if list.is_empty() {
-            t.by_type.remove(event_type);
+            t.by_type.remove(&event_type);
         }
         true
     }
 
     /// Whether any listener is registered for `event_type`.
-    pub fn has(&self, event_type: &str) -> bool {
+    pub fn has(&self, event_type: impl Into<EventType>) -> bool {
         self.lock()
             .by_type
-            .get(event_type)
+            .get(&event_type.into())
             .is_some_and(|l| !l.is_empty())
     }
 
@@ -109,7 +116,7 @@ impl ListenerRegistry {
     /// is logged and the next one is called. Returns `false` when the default
     /// was prevented.
     pub fn dispatch(&self, event: &Event) -> bool {
-        let snapshot = self.lock().by_type.get(event.event_type()).cloned();
+        let snapshot = self.lock().by_type.get(&event.event_type()).cloned();
         if let Some(list) = snapshot {
             for entry in list.iter() {
                 let listener = &entry.listener;
@@ -132,12 +139,20 @@ impl ListenerRegistry {
 /// and [`ServerSocket`](crate::ServerSocket), and by any type of yours that
 /// holds a [`ListenerRegistry`].
 ///
+/// Every method that takes an event type takes `impl Into<EventType>`: one of
+/// the AS3 constants ([`Event::CONNECT`], ...), a constant of your own made
+/// with [`EventType::new`], or a string literal. A type of your own is
+/// declared once, as AS3 declares `public static const TICK:String = "tick"`:
+///
 /// ```
-/// use airws::{Event, EventDispatcher, ListenerRegistry};
+/// use airws::{Event, EventDispatcher, EventType, ListenerRegistry};
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::sync::Arc;
 ///
 /// struct Clock { listeners: ListenerRegistry }
+/// impl Clock {
+///     const TICK: EventType = EventType::new("tick");
+/// }
 /// impl EventDispatcher for Clock {
 ///     fn listeners(&self) -> &ListenerRegistry { &self.listeners }
 /// }
@@ -145,14 +160,18 @@ impl ListenerRegistry {
 /// let clock = Clock { listeners: ListenerRegistry::new() };
 /// let ticks = Arc::new(AtomicUsize::new(0));
 /// let t = ticks.clone();
-/// let id = clock.add_event_listener("tick", move |_e: &Event| {
+/// let id = clock.add_event_listener(Clock::TICK, move |e: &Event| {
+///     assert_eq!(e.event_type(), Clock::TICK);
 ///     t.fetch_add(1, Ordering::SeqCst);
 /// });
+/// assert!(clock.has_event_listener(Clock::TICK));
+/// // A string literal names the same type.
 /// assert!(clock.has_event_listener("tick"));
+/// clock.dispatch_event(&Event::new(Clock::TICK, false));
 /// clock.dispatch_event(&Event::new("tick", false));
-/// assert!(clock.remove_event_listener("tick", id));
-/// clock.dispatch_event(&Event::new("tick", false));
-/// assert_eq!(ticks.load(Ordering::SeqCst), 1);
+/// assert!(clock.remove_event_listener(Clock::TICK, id));
+/// clock.dispatch_event(&Event::new(Clock::TICK, false));
+/// assert_eq!(ticks.load(Ordering::SeqCst), 2);
 /// ```
 pub trait EventDispatcher {
     /// The registry that holds this dispatcher's listeners.
@@ -168,7 +187,7 @@ pub trait EventDispatcher {
     /// Listeners run on the connection's thread, one event at a time, with no
     /// lock of this crate held, so they may call any method, including
     /// `send_message` and `close`.
-    fn add_event_listener<F>(&self, event_type: &str, listener: F) -> ListenerId
+    fn add_event_listener<F>(&self, event_type: impl Into<EventType>, listener: F) -> ListenerId
     where
         F: Fn(&Event) + Send + Sync + 'static,
     {
@@ -179,7 +198,7 @@ pub trait EventDispatcher {
     /// the order they were added.
     fn add_event_listener_with_priority<F>(
         &self,
-        event_type: &str,
+        event_type: impl Into<EventType>,
         listener: F,
         priority: i32,
     ) -> ListenerId
@@ -191,18 +210,18 @@ pub trait EventDispatcher {
     }
 
     /// Removes a listener; returns whether it was registered.
-    fn remove_event_listener(&self, event_type: &str, id: ListenerId) -> bool {
+    fn remove_event_listener(&self, event_type: impl Into<EventType>, id: ListenerId) -> bool {
         self.listeners().remove(event_type, id)
     }
 
     /// Whether any listener is registered for `event_type`.
-    fn has_event_listener(&self, event_type: &str) -> bool {
+    fn has_event_listener(&self, event_type: impl Into<EventType>) -> bool {
         self.listeners().has(event_type)
     }
 
     /// Whether dispatching `event_type` would call a listener. Without a
     /// display list this is [`has_event_listener`](Self::has_event_listener).
-    fn will_trigger(&self, event_type: &str) -> bool {
+    fn will_trigger(&self, event_type: impl Into<EventType>) -> bool {
         self.has_event_listener(event_type)
     }
 

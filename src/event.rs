@@ -1,13 +1,13 @@
-//! Events and the AS3 event type constants.
+//! Events, event types and the AS3 event type constants.
 //!
 //! One [`Event`] type carries every kind of event; the AS3 event classes
 //! (`IOErrorEvent`, `WebSocketEvent`, ...) are unit structs that hold their
 //! type constants and constructors, so AS3 code such as
 //! `ws.addEventListener(WebSocketEvent.DATA, onData)` ports as
-//! `ws.add_event_listener(WebSocketEvent::DATA, on_data)`.
+//! `ws.add_event_listener(WebSocketEvent::DATA, on_data)`. The constants are
+//! [`EventType`]s, not strings: a misspelt one does not compile.
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::fmt;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +19,117 @@ pub type EventTarget = Arc<dyn Any + Send + Sync>;
 /// A WebSocket message format: [`WebSocket::FMT_TEXT`](crate::WebSocket::FMT_TEXT) or
 /// [`WebSocket::FMT_BINARY`](crate::WebSocket::FMT_BINARY).
 pub type Format = u32;
+
+/// An event type: what AS3 keeps in a `String` (`Event.CONNECT` is
+/// `"connect"`), as a value of its own.
+///
+/// The library's types are constants of the AS3 event classes
+/// ([`Event::CONNECT`], [`WebSocketEvent::DATA`], [`IOErrorEvent::IO_ERROR`],
+/// ...), so a listener registration ports line for line and a misspelt
+/// constant is a compile error, where AS3 would register a listener that
+/// never fires:
+///
+/// ```compile_fail,E0599
+/// use airws::{Event, EventDispatcher, WebSocket};
+///
+/// let ws = WebSocket::new();
+/// ws.add_event_listener(Event::CONECT, |_e: &Event| {});
+/// ```
+///
+/// Types of your own are made with the `const fn` [`EventType::new`], like
+/// an AS3 `public static const TICK:String = "tick"` (see
+/// [`EventDispatcher`](crate::EventDispatcher)). A string literal converts
+/// too (`From<&'static str>`), so AS3 code that passes `"connect"` ports as it
+/// is, and an `EventType` compares equal to its string. It is `Copy`, and the
+/// constants can be used as `match` patterns, as in an AS3 `switch` on
+/// `e.type`:
+///
+/// ```
+/// use airws::{Event, EventType, IOErrorEvent, WebSocketEvent};
+///
+/// fn describe(e: &Event) -> &'static str {
+///     match e.event_type() {
+///         Event::CONNECT => "open",
+///         Event::CLOSE => "closed",
+///         WebSocketEvent::DATA => "message",
+///         IOErrorEvent::IO_ERROR => "failed",
+///         _ => "other",
+///     }
+/// }
+///
+/// assert_eq!(describe(&Event::new(Event::CONNECT, false)), "open");
+/// assert_eq!(describe(&Event::new("close", false)), "closed");
+/// assert_eq!(describe(&WebSocketEvent::text("hi")), "message");
+/// assert_eq!(describe(&Event::new("tick", false)), "other");
+///
+/// let e = Event::new("connect", false);
+/// assert!(e.event_type() == Event::CONNECT);
+/// assert!(e.event_type() == "connect");
+/// assert_eq!(Event::CONNECT.as_str(), "connect");
+/// assert_eq!(EventType::from("connect"), Event::CONNECT);
+/// ```
+///
+/// An event type is a `&'static str` underneath: creating one, registering a
+/// listener for it and dispatching it never allocate. A name known only at
+/// run time can be given a `'static` lifetime with [`String::leak`] (once per
+/// name: the memory is never freed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventType(&'static str);
+
+impl EventType {
+    /// The event type named `name`: AS3's type string.
+    pub const fn new(name: &'static str) -> EventType {
+        EventType(name)
+    }
+
+    /// The type's name (`"connect"`, `"websocketData"`, ...).
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for EventType {
+    /// The type's name, as AS3 prints `e.type`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl From<&'static str> for EventType {
+    fn from(name: &'static str) -> EventType {
+        EventType(name)
+    }
+}
+
+impl AsRef<str> for EventType {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+impl PartialEq<str> for EventType {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for EventType {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<EventType> for str {
+    fn eq(&self, other: &EventType) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<EventType> for &str {
+    fn eq(&self, other: &EventType) -> bool {
+        *self == other.0
+    }
+}
 
 #[derive(Debug)]
 enum Payload {
@@ -64,8 +175,7 @@ enum Message {
 /// });
 /// ```
 pub struct Event {
-    /// The library's own types are `'static` and cost no allocation.
-    event_type: Cow<'static, str>,
+    event_type: EventType,
     cancelable: bool,
     default_prevented: AtomicBool,
     stopped: AtomicBool,
@@ -76,24 +186,21 @@ pub struct Event {
 impl Event {
     /// `"connect"`: a WebSocket finished its opening handshake, or a
     /// `ServerSocket` accepted a connection.
-    pub const CONNECT: &'static str = "connect";
+    pub const CONNECT: EventType = EventType::new("connect");
     /// `"close"`: the connection was closed by the other party (or failed).
-    pub const CLOSE: &'static str = "close";
+    pub const CLOSE: EventType = EventType::new("close");
     /// `"activate"`: inherited from AS3's EventDispatcher; never dispatched by this crate.
-    pub const ACTIVATE: &'static str = "activate";
+    pub const ACTIVATE: EventType = EventType::new("activate");
     /// `"deactivate"`: inherited from AS3's EventDispatcher; never dispatched by this crate.
-    pub const DEACTIVATE: &'static str = "deactivate";
+    pub const DEACTIVATE: EventType = EventType::new("deactivate");
 
-    /// A plain event, like AS3's `new Event(type, false, cancelable)`.
-    pub fn new(event_type: &str, cancelable: bool) -> Event {
-        Event::with_payload(event_type, cancelable, Payload::None)
+    /// A plain event, like AS3's `new Event(type, false, cancelable)`: an
+    /// [`EventType`] constant, or a string literal.
+    pub fn new(event_type: impl Into<EventType>, cancelable: bool) -> Event {
+        Event::with_payload(event_type.into(), cancelable, Payload::None)
     }
 
-    fn with_payload(event_type: &str, cancelable: bool, payload: Payload) -> Event {
-        Event::with_type(Cow::Owned(event_type.to_owned()), cancelable, payload)
-    }
-
-    fn with_type(event_type: Cow<'static, str>, cancelable: bool, payload: Payload) -> Event {
+    fn with_payload(event_type: EventType, cancelable: bool, payload: Payload) -> Event {
         Event {
             event_type,
             cancelable,
@@ -104,9 +211,11 @@ impl Event {
         }
     }
 
-    /// The event type (`"connect"`, `"websocketData"`, ...): AS3's `type`.
-    pub fn event_type(&self) -> &str {
-        &self.event_type
+    /// The event type ([`Event::CONNECT`], [`WebSocketEvent::DATA`], ...):
+    /// AS3's `type`. Compare it with the constants (`e.event_type() ==
+    /// Event::CONNECT`), match on them, or compare it with a string.
+    pub fn event_type(&self) -> EventType {
+        self.event_type
     }
 
     /// Whether [`prevent_default`](Self::prevent_default) has an effect.
@@ -305,7 +414,7 @@ pub struct IOErrorEvent;
 
 impl IOErrorEvent {
     /// `"ioError"`: a connection could not be made or broke.
-    pub const IO_ERROR: &'static str = "ioError";
+    pub const IO_ERROR: EventType = EventType::new("ioError");
     /// AIR's error number for a socket error (`Error #2031: Socket Error`),
     /// used for every `ioError` this crate dispatches.
     pub const SOCKET_ERROR_ID: i32 = 2031;
@@ -330,13 +439,14 @@ pub struct SecurityErrorEvent;
 impl SecurityErrorEvent {
     /// `"securityError"`: the TLS connection failed for a reason other than the
     /// certificate.
-    pub const SECURITY_ERROR: &'static str = "securityError";
+    pub const SECURITY_ERROR: EventType = EventType::new("securityError");
     /// `"certificateError"`: the server's certificate could not be verified.
     /// Cancelable: `prevent_default()` lets the connection go on.
-    pub const CERTIFICATE_ERROR: &'static str = "certificateError";
+    pub const CERTIFICATE_ERROR: EventType = EventType::new("certificateError");
 
     /// A security event of the given type; `certificateError` events are cancelable.
-    pub fn create(event_type: &str, text: impl Into<String>) -> Event {
+    pub fn create(event_type: impl Into<EventType>, text: impl Into<String>) -> Event {
+        let event_type = event_type.into();
         let cancelable = event_type == SecurityErrorEvent::CERTIFICATE_ERROR;
         Event::with_payload(event_type, cancelable, Payload::Text(text.into()))
     }
@@ -348,12 +458,12 @@ pub struct WebSocketEvent;
 
 impl WebSocketEvent {
     /// `"websocketData"`: a whole message arrived.
-    pub const DATA: &'static str = "websocketData";
+    pub const DATA: EventType = EventType::new("websocketData");
 
     /// A `websocketData` event for a text message.
     pub fn text(text: impl Into<String>) -> Event {
-        Event::with_type(
-            Cow::Borrowed(WebSocketEvent::DATA),
+        Event::with_payload(
+            WebSocketEvent::DATA,
             false,
             Payload::Message(Message::Text(text.into())),
         )
@@ -361,8 +471,8 @@ impl WebSocketEvent {
 
     /// A `websocketData` event for a binary message.
     pub fn binary(data: impl Into<Vec<u8>>) -> Event {
-        Event::with_type(
-            Cow::Borrowed(WebSocketEvent::DATA),
+        Event::with_payload(
+            WebSocketEvent::DATA,
             false,
             Payload::Message(Message::Binary(data.into())),
         )
@@ -374,8 +484,9 @@ impl WebSocketEvent {
 pub struct ServerSocketConnectEvent;
 
 impl ServerSocketConnectEvent {
-    /// `"connect"`: a `ServerSocket` accepted a connection.
-    pub const CONNECT: &'static str = "connect";
+    /// `"connect"`: a `ServerSocket` accepted a connection. The same type as
+    /// [`Event::CONNECT`], as in AS3.
+    pub const CONNECT: EventType = Event::CONNECT;
 
     /// A `connect` event carrying an accepted socket.
     pub fn create(socket: TcpStream) -> Event {
@@ -409,7 +520,7 @@ pub struct HttpRequestEvent;
 
 impl HttpRequestEvent {
     /// `"httpRequest"`: a request that is not a WebSocket upgrade arrived.
-    pub const REQUEST: &'static str = "httpRequest";
+    pub const REQUEST: EventType = EventType::new("httpRequest");
 
     /// An `httpRequest` event for a request.
     pub fn create(method: &str, path: &str, headers: Vec<(String, String)>) -> Event {
@@ -444,11 +555,35 @@ mod tests {
     }
 
     #[test]
+    fn event_types_compare_with_each_other_and_with_strings() {
+        assert_eq!(ServerSocketConnectEvent::CONNECT, Event::CONNECT);
+        assert_ne!(Event::CONNECT, Event::CLOSE);
+        // Both orders, with `&str` and with `str`.
+        assert!(Event::CONNECT == "connect");
+        assert!("connect" == Event::CONNECT);
+        assert!(Event::CONNECT == *"connect");
+        assert!(*"connect" == Event::CONNECT);
+        assert!(Event::CONNECT != "Connect");
+        assert_eq!(EventType::from("websocketData"), WebSocketEvent::DATA);
+        assert_eq!(WebSocketEvent::DATA.to_string(), "websocketData");
+        assert_eq!(HttpRequestEvent::REQUEST.as_ref(), "httpRequest");
+        const TICK: EventType = EventType::new("tick");
+        let e = Event::new(TICK, false);
+        assert_eq!(e.event_type(), TICK);
+        assert_eq!(e.event_type().as_str(), "tick");
+        let name = String::from("made-at-run-time").leak();
+        assert_eq!(
+            Event::new(EventType::new(name), false).event_type(),
+            "made-at-run-time"
+        );
+    }
+
+    #[test]
     fn typed_fields() {
         let e = IOErrorEvent::create("refused", IOErrorEvent::SOCKET_ERROR_ID);
         assert_eq!(
             (e.event_type(), e.error_id(), e.text()),
-            ("ioError", 2031, "refused")
+            (IOErrorEvent::IO_ERROR, 2031, "refused")
         );
         let e = WebSocketEvent::text("héllo");
         assert_eq!(e.format(), crate::WebSocket::FMT_TEXT);

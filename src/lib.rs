@@ -51,7 +51,7 @@ pub use config::{Config, MAX_MESSAGE_CEILING};
 pub use dispatcher::{EventDispatcher, Listener, ListenerId, ListenerRegistry};
 pub use error::Error;
 pub use event::{
-    Event, EventTarget, Format, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent,
+    Event, EventTarget, EventType, Format, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent,
     ServerSocketConnectEvent, WebSocketEvent,
 };
 pub use message::MessageData;

@@ -8,8 +8,8 @@
 mod support;
 
 use airws::{
-    Config, Error, Event, EventDispatcher, IOErrorEvent, ServerSocket, ServerSocketConnectEvent,
-    WebSocket, WebSocketEvent,
+    Config, Error, Event, EventDispatcher, EventType, HttpRequestEvent, IOErrorEvent, ServerSocket,
+    ServerSocketConnectEvent, WebSocket, WebSocketEvent,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -295,6 +295,9 @@ fn constants_have_airs_values() {
     );
     assert_eq!(WebSocketEvent::DATA, "websocketData");
     assert_eq!(ServerSocketConnectEvent::CONNECT, "connect");
+    assert_eq!(HttpRequestEvent::REQUEST, "httpRequest");
+    // As in AS3, where both are the string "connect".
+    assert_eq!(ServerSocketConnectEvent::CONNECT, Event::CONNECT);
 }
 
 // ------------------------------------------------------------ receiving
@@ -869,6 +872,10 @@ fn no_library_thread_outlives_its_last_handle() {
 
 // ------------------------------------------------------------ EventDispatcher
 
+/// An event type of the application's, as AS3 declares
+/// `public static const CUSTOM:String = "custom"`.
+const CUSTOM: EventType = EventType::new("custom");
+
 #[test]
 fn add_event_listener_with_priority_calls_higher_first_then_in_registration_order() {
     let ws = WebSocket::new();
@@ -876,33 +883,33 @@ fn add_event_listener_with_priority_calls_higher_first_then_in_registration_orde
     for (name, prio) in [("a", 0), ("b", 5), ("c", 0), ("d", 5), ("e", -1)] {
         let o = order.clone();
         ws.add_event_listener_with_priority(
-            "custom",
+            CUSTOM,
             move |_e: &Event| o.lock().unwrap_or_else(|p| p.into_inner()).push(name),
             prio,
         );
     }
-    assert!(ws.dispatch_event(&Event::new("custom", false)));
+    assert!(ws.dispatch_event(&Event::new(CUSTOM, false)));
     assert_eq!(*order.lock().unwrap(), vec!["b", "d", "a", "c", "e"]);
 }
 
 #[test]
 fn remove_event_listener_and_has_event_listener_and_will_trigger() {
     let ws = WebSocket::new();
-    assert!(!ws.has_event_listener("custom"));
-    assert!(!ws.will_trigger("custom"));
+    assert!(!ws.has_event_listener(CUSTOM));
+    assert!(!ws.will_trigger(CUSTOM));
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let id = ws.add_event_listener("custom", move |_e: &Event| {
+    let id = ws.add_event_listener(CUSTOM, move |_e: &Event| {
         c.fetch_add(1, Ordering::SeqCst);
     });
-    assert!(ws.has_event_listener("custom"));
-    assert!(ws.will_trigger("custom"));
-    ws.dispatch_event(&Event::new("custom", false));
-    assert!(ws.remove_event_listener("custom", id));
-    assert!(!ws.remove_event_listener("custom", id), "already removed");
-    ws.dispatch_event(&Event::new("custom", false));
+    assert!(ws.has_event_listener(CUSTOM));
+    assert!(ws.will_trigger(CUSTOM));
+    ws.dispatch_event(&Event::new(CUSTOM, false));
+    assert!(ws.remove_event_listener(CUSTOM, id));
+    assert!(!ws.remove_event_listener(CUSTOM, id), "already removed");
+    ws.dispatch_event(&Event::new(CUSTOM, false));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert!(!ws.has_event_listener("custom"));
+    assert!(!ws.has_event_listener(CUSTOM));
 
     let server = ServerSocket::new();
     let id = server.add_event_listener(ServerSocketConnectEvent::CONNECT, |_e: &Event| {});
@@ -913,17 +920,18 @@ fn remove_event_listener_and_has_event_listener_and_will_trigger() {
 #[test]
 fn dispatch_event_returns_false_only_when_a_cancelable_events_default_was_prevented() {
     let ws = WebSocket::new();
-    ws.add_event_listener("custom", |e: &Event| e.prevent_default());
-    let cancelable = Event::new("custom", true);
+    ws.add_event_listener(CUSTOM, |e: &Event| e.prevent_default());
+    let cancelable = Event::new(CUSTOM, true);
     assert!(cancelable.cancelable());
     assert!(!ws.dispatch_event(&cancelable));
     assert!(cancelable.is_default_prevented());
-    let plain = Event::new("custom", false);
+    let plain = Event::new(CUSTOM, false);
     assert!(
         ws.dispatch_event(&plain),
         "prevent_default does nothing here"
     );
     assert!(!plain.is_default_prevented());
+    assert_eq!(plain.event_type(), CUSTOM);
     assert_eq!(plain.event_type(), "custom");
 }
 
@@ -933,25 +941,23 @@ fn dispatch_event_snapshot_added_listeners_wait_removed_ones_still_run() {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let later_id = Arc::new(Mutex::new(None));
     let (w, c, l) = (ws.downgrade(), calls.clone(), later_id.clone());
-    ws.add_event_listener("custom", move |_e: &Event| {
+    ws.add_event_listener(CUSTOM, move |_e: &Event| {
         c.lock().unwrap().push("first");
         if let Some(ws) = w.upgrade() {
             let c2 = c.clone();
-            ws.add_event_listener("custom", move |_e: &Event| c2.lock().unwrap().push("added"));
+            ws.add_event_listener(CUSTOM, move |_e: &Event| c2.lock().unwrap().push("added"));
             if let Some(id) = l.lock().unwrap().take() {
-                ws.remove_event_listener("custom", id);
+                ws.remove_event_listener(CUSTOM, id);
             }
         }
     });
     let c = calls.clone();
-    let id = ws.add_event_listener("custom", move |_e: &Event| {
-        c.lock().unwrap().push("removed")
-    });
+    let id = ws.add_event_listener(CUSTOM, move |_e: &Event| c.lock().unwrap().push("removed"));
     *later_id.lock().unwrap() = Some(id);
-    ws.dispatch_event(&Event::new("custom", false));
+    ws.dispatch_event(&Event::new(CUSTOM, false));
     assert_eq!(*calls.lock().unwrap(), vec!["first", "removed"]);
     calls.lock().unwrap().clear();
-    ws.dispatch_event(&Event::new("custom", false));
+    ws.dispatch_event(&Event::new(CUSTOM, false));
     assert_eq!(*calls.lock().unwrap(), vec!["first", "added"]);
 }
 
@@ -959,13 +965,67 @@ fn dispatch_event_snapshot_added_listeners_wait_removed_ones_still_run() {
 fn stop_immediate_propagation_skips_the_remaining_listeners() {
     let ws = WebSocket::new();
     let calls = Arc::new(AtomicUsize::new(0));
-    ws.add_event_listener("custom", |e: &Event| e.stop_immediate_propagation());
+    ws.add_event_listener(CUSTOM, |e: &Event| e.stop_immediate_propagation());
     let c = calls.clone();
-    ws.add_event_listener("custom", move |_e: &Event| {
+    ws.add_event_listener(CUSTOM, move |_e: &Event| {
         c.fetch_add(1, Ordering::SeqCst);
     });
-    ws.dispatch_event(&Event::new("custom", false));
+    ws.dispatch_event(&Event::new(CUSTOM, false));
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn event_types_string_literals_name_the_same_types_as_the_constants() {
+    // AS3 code that passes the strings themselves ports as it is.
+    let ws = WebSocket::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let id = ws.add_event_listener("custom", move |e: &Event| {
+        assert_eq!(e.event_type(), CUSTOM);
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    assert!(ws.has_event_listener(CUSTOM));
+    ws.dispatch_event(&Event::new(CUSTOM, false));
+    ws.dispatch_event(&Event::new("custom", false));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(ws.remove_event_listener(CUSTOM, id));
+    assert!(!ws.has_event_listener("custom"));
+
+    // Listeners registered with "connect" and "websocketData" hear the
+    // library's events, whose types are the constants.
+    let server = EchoServer::start();
+    let ws = WebSocket::new();
+    let (tx, rx) = mpsc::channel();
+    for name in ["connect", "websocketData"] {
+        let tx = tx.clone();
+        ws.add_event_listener(name, move |e: &Event| {
+            let _ = tx.send((e.event_type(), e.event_type() == Event::CONNECT));
+        });
+    }
+    ws.connect(&server.url(), &[]).expect("connect");
+    assert_eq!(
+        rx.recv_timeout(WAIT).expect("connect"),
+        (Event::CONNECT, true)
+    );
+    ws.send_message(WebSocket::FMT_TEXT, "x").expect("send");
+    assert_eq!(
+        rx.recv_timeout(WAIT).expect("the echo"),
+        (WebSocketEvent::DATA, false)
+    );
+    ws.close(WebSocket::CLOSE_NORMAL).expect("close");
+    assert!(ws.wait_closed(WAIT));
+
+    // A ServerSocket's connect is `Event::CONNECT` too, as in AS3.
+    let server = ServerSocket::new();
+    server.bind(0, "127.0.0.1").expect("bind");
+    let (tx, rx) = mpsc::channel();
+    server.add_event_listener(Event::CONNECT, move |e: &Event| {
+        let _ = tx.send(e.socket().is_some());
+    });
+    server.listen().expect("listen");
+    let _c = TcpStream::connect(("127.0.0.1", server.local_port())).expect("connect");
+    assert!(rx.recv_timeout(WAIT).expect("the accepted socket"));
+    server.close();
 }
 
 #[test]

@@ -514,14 +514,14 @@ fn a_refused_certificate_without_a_listener_takes_one_connection_and_closes_with
             let _ = tx
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .send((e.event_type().to_owned(), close_reason));
+                .send((e.event_type(), close_reason));
         });
     }
     ws.connect(&wss_url("localhost", port), &[])
         .expect("connect");
     assert_eq!(
         rx.recv_timeout(WAIT).expect("an event"),
-        ("close".to_owned(), Some(1015))
+        (Event::CLOSE, Some(1015))
     );
     assert!(ws.wait_closed(WAIT));
     assert!(

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use airws::{
-    Config, Event, EventDispatcher, IOErrorEvent, SecurityErrorEvent, ServerSocket,
+    Config, Event, EventDispatcher, EventType, IOErrorEvent, SecurityErrorEvent, ServerSocket,
     ServerSocketConnectEvent, WebSocket, WebSocketEvent,
 };
 use base64::Engine as _;
@@ -592,54 +592,44 @@ pub fn client_of_raw_peer_with(config: Config) -> (WebSocket, Receiver<Seen>, Ra
     (ws, rx, peer)
 }
 
+/// The event types that [`record`] listens for: all that a `WebSocket`
+/// dispatches.
+pub const RECORDED: [EventType; 6] = [
+    Event::CONNECT,
+    Event::CLOSE,
+    WebSocketEvent::DATA,
+    IOErrorEvent::IO_ERROR,
+    SecurityErrorEvent::SECURITY_ERROR,
+    SecurityErrorEvent::CERTIFICATE_ERROR,
+];
+
 /// Records every event of a `WebSocket` into a channel.
 pub fn record(ws: &WebSocket) -> Receiver<Seen> {
     let (tx, rx) = mpsc::channel();
-    let t = Mutex::new(tx.clone());
-    ws.add_event_listener(Event::CONNECT, move |_e: &Event| {
-        let _ = t
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Seen::Connect);
-    });
-    let t = Mutex::new(tx.clone());
-    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
-        let code = e.target::<WebSocket>().map_or(-1, |w| w.close_reason());
-        let _ = t
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Seen::Close(code));
-    });
-    let t = Mutex::new(tx.clone());
-    ws.add_event_listener(WebSocketEvent::DATA, move |e: &Event| {
-        let seen = match e.string_data() {
+    for event_type in RECORDED {
+        let tx = tx.clone();
+        ws.add_event_listener(event_type, move |e: &Event| {
+            let _ = tx.send(seen(e));
+        });
+    }
+    rx
+}
+
+/// What an event of one of the [`RECORDED`] types says, told apart by its
+/// type as an AS3 `switch (e.type)` would.
+pub fn seen(e: &Event) -> Seen {
+    match e.event_type() {
+        Event::CONNECT => Seen::Connect,
+        Event::CLOSE => Seen::Close(e.target::<WebSocket>().map_or(-1, |w| w.close_reason())),
+        WebSocketEvent::DATA => match e.string_data() {
             Some(s) => Seen::Text(s.to_owned()),
             None => Seen::Binary(e.data().to_vec()),
-        };
-        let _ = t.lock().unwrap_or_else(|p| p.into_inner()).send(seen);
-    });
-    let t = Mutex::new(tx.clone());
-    ws.add_event_listener(IOErrorEvent::IO_ERROR, move |e: &Event| {
-        let _ = t
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Seen::IoError(e.error_id(), e.text().to_owned()));
-    });
-    let t = Mutex::new(tx.clone());
-    ws.add_event_listener(SecurityErrorEvent::SECURITY_ERROR, move |e: &Event| {
-        let _ = t
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Seen::Security(e.text().to_owned()));
-    });
-    let t = Mutex::new(tx);
-    ws.add_event_listener(SecurityErrorEvent::CERTIFICATE_ERROR, move |e: &Event| {
-        let _ = t
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Seen::Certificate(e.text().to_owned()));
-    });
-    rx
+        },
+        IOErrorEvent::IO_ERROR => Seen::IoError(e.error_id(), e.text().to_owned()),
+        SecurityErrorEvent::SECURITY_ERROR => Seen::Security(e.text().to_owned()),
+        SecurityErrorEvent::CERTIFICATE_ERROR => Seen::Certificate(e.text().to_owned()),
+        other => panic!("an event of a type that is not recorded: {other}"),
+    }
 }
 
 /// The next recorded event, within the wait.
@@ -710,23 +700,15 @@ impl EchoServer {
                     .unwrap_or_else(|p| p.into_inner())
                     .send((id, seen));
             };
-            let t = tx.clone();
-            ws.add_event_listener(Event::CONNECT, move |_e: &Event| report(&t, Seen::Connect));
-            let t = tx.clone();
-            let m = map.clone();
-            ws.add_event_listener(Event::CLOSE, move |e: &Event| {
-                let code = e.target::<WebSocket>().map_or(-1, |w| w.close_reason());
-                m.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                report(&t, Seen::Close(code));
-            });
-            let t = tx.clone();
-            ws.add_event_listener(WebSocketEvent::DATA, move |e: &Event| {
-                let seen = match e.string_data() {
-                    Some(s) => Seen::Text(s.to_owned()),
-                    None => Seen::Binary(e.data().to_vec()),
-                };
-                report(&t, seen)
-            });
+            for event_type in [Event::CONNECT, Event::CLOSE, WebSocketEvent::DATA] {
+                let (t, m) = (tx.clone(), map.clone());
+                ws.add_event_listener(event_type, move |e: &Event| {
+                    if e.event_type() == Event::CLOSE {
+                        m.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    }
+                    report(&t, seen(e));
+                });
+            }
             map.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id, ws.clone());
