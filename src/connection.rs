@@ -113,6 +113,11 @@ impl Conn {
         }
     }
 
+    /// Which end of the connection this is.
+    pub(crate) fn role(&self) -> Role {
+        self.lock().proto.role()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Locked> {
         self.locked.lock().unwrap_or_else(|p| p.into_inner())
     }
