@@ -1,91 +1,281 @@
 //! Limits, timeouts and socket options.
 
+use crate::proto::Role;
 use std::time::Duration;
 
 /// AIR's ceiling on a message: 4 GB, the most a `ByteArray` holds.
 pub const MAX_MESSAGE_CEILING: u64 = u32::MAX as u64;
 
-/// Settings for a [`WebSocket`](crate::WebSocket). `WebSocket::new()` uses
-/// [`Config::default()`]; change a few fields with struct update syntax:
+/// Settings for a [`WebSocket`](crate::WebSocket): limits, timeouts, socket
+/// options and TLS. `WebSocket::new()` uses [`Config::default()`]; to change
+/// some options, start from the default and call one setter per option, each
+/// named like its option:
 ///
 /// ```
 /// use airws::{Config, WebSocket};
 /// use std::time::Duration;
 ///
-/// let ws = WebSocket::with_config(Config {
-///     max_message_size: 1 << 20,
-///     close_timeout: Duration::from_secs(2),
-///     ..Config::default()
-/// });
+/// let config = Config::default()
+///     .max_message_size(1 << 20)
+///     .close_timeout(Duration::from_secs(2))
+///     .idle_timeout(Duration::from_secs(120));
+/// let ws = WebSocket::with_config(config);
+/// # drop(ws);
 /// ```
+///
+/// The fields are private, so a new option is a new setter and code written
+/// against this version keeps compiling. The values set can be seen in the
+/// `Debug` output.
+///
+/// # Defaults by role
+///
+/// One `Config` serves both roles, because a `WebSocket` takes its role only
+/// when it is used: [`connect`](crate::WebSocket::connect) makes it a client,
+/// [`start_server`](crate::WebSocket::start_server) the server end of an
+/// accepted socket. `Config::default()` holds the defaults of each role, and
+/// the connection uses those of the role it has; a setter sets its option for
+/// both roles. So `WebSocket::new()` (AS3's `new WebSocket()`) gets fitting
+/// defaults in either role, and a server needs no configuration of its own to
+/// get the server's defaults. Today both roles have the same defaults; each
+/// setter's documentation gives them.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
-    /// Largest message accepted from the peer, all fragments together; a
-    /// larger one fails the connection with 1009. Default 64 MiB; values above
-    /// AIR's 4 GB ceiling are lowered to it.
-    pub max_message_size: u64,
-    /// Largest single frame accepted from the peer (1009 above it). Default 16 MiB.
-    pub max_frame_size: u64,
-    /// Largest HTTP head of the opening handshake, in bytes. Default 16 KiB.
-    pub max_handshake_size: usize,
-    /// How long a TCP connect may take, per address. Default 10 s.
-    pub connect_timeout: Duration,
-    /// How long the opening handshake (TLS and HTTP) may take. Default 10 s.
-    pub handshake_timeout: Duration,
-    /// How long to wait for the peer's part of the closing handshake before
-    /// closing the socket. Default 5 s.
-    pub close_timeout: Duration,
-    /// How long a write may go without progress (the peer stopped reading)
-    /// before the connection is dropped: the stalled `send_message` returns an
-    /// error, and `close` (1006) follows. `None` waits forever.
-    /// Default 30 s.
-    pub write_timeout: Option<Duration>,
-    /// Closes the connection (code 1001, then `close`) when nothing at all
-    /// arrives from the peer for this long. `None` (the default) never does;
-    /// a server facing the internet should set it, and its clients should
-    /// send something (a ping will do) more often.
-    pub idle_timeout: Option<Duration>,
-    /// Set `TCP_NODELAY` on the socket (a message is a unit the peer waits
-    /// for, so Nagle's algorithm only adds delay). Default true.
-    pub nodelay: bool,
-    /// Stack size of the connection's thread, where listeners run. Default 512 KiB.
-    pub thread_stack_size: usize,
-    /// The TLS settings for `wss` connections (trusted roots, client
-    /// certificate, ...). Default `None`: the system's roots, with
-    /// certificate and host name verification.
-    ///
-    /// When a `certificateError` listener calls `prevent_default()`, the
-    /// connection is made again with a connector that accepts any
-    /// certificate, built by the library: it does not carry this
-    /// connector's client certificate. To reach a server that requires one,
-    /// trust its certificate here (`add_root_certificate`) instead.
-    pub tls_connector: Option<native_tls::TlsConnector>,
+    client: Options,
+    server: Options,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_message_size: 64 << 20,
-            max_frame_size: 16 << 20,
-            max_handshake_size: 16 << 10,
-            connect_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
-            close_timeout: Duration::from_secs(5),
-            write_timeout: Some(Duration::from_secs(30)),
-            idle_timeout: None,
-            nodelay: true,
-            thread_stack_size: 512 << 10,
-            tls_connector: None,
+/// The options of one role.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) max_message_size: u64,
+    pub(crate) max_frame_size: u64,
+    pub(crate) max_handshake_size: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) nodelay: bool,
+    pub(crate) thread_stack_size: usize,
+    pub(crate) tls_connector: Option<native_tls::TlsConnector>,
+}
+
+impl Options {
+    /// The defaults of `role`.
+    fn defaults(role: Role) -> Options {
+        // Both roles have the same defaults for now.
+        match role {
+            Role::Client | Role::Server => Options {
+                max_message_size: 64 << 20,
+                max_frame_size: 16 << 20,
+                max_handshake_size: 16 << 10,
+                connect_timeout: Duration::from_secs(10),
+                handshake_timeout: Duration::from_secs(10),
+                close_timeout: Duration::from_secs(5),
+                write_timeout: Some(Duration::from_secs(30)),
+                idle_timeout: None,
+                nodelay: true,
+                thread_stack_size: 512 << 10,
+                tls_connector: None,
+            },
         }
     }
-}
 
-impl Config {
+    /// The protocol's size limits, the message limit lowered to AIR's
+    /// ceiling and the frame limit to the message limit.
     pub(crate) fn limits(&self) -> crate::proto::receiver::Limits {
         let message = self.max_message_size.min(MAX_MESSAGE_CEILING);
         crate::proto::receiver::Limits {
             max_message_size: message,
             max_frame_size: self.max_frame_size.min(message),
         }
+    }
+}
+
+impl Default for Config {
+    /// The defaults of each role (see [Defaults by role](Config#defaults-by-role)).
+    fn default() -> Self {
+        Config {
+            client: Options::defaults(Role::Client),
+            server: Options::defaults(Role::Server),
+        }
+    }
+}
+
+impl Config {
+    /// The options a connection in `role` uses.
+    pub(crate) fn for_role(&self, role: Role) -> &Options {
+        match role {
+            Role::Client => &self.client,
+            Role::Server => &self.server,
+        }
+    }
+
+    /// Sets an option for both roles.
+    fn set(mut self, set: impl Fn(&mut Options)) -> Self {
+        set(&mut self.client);
+        set(&mut self.server);
+        self
+    }
+
+    /// Largest message accepted from the peer, all fragments together; a
+    /// larger one fails the connection with 1009. Default 64 MiB; values above
+    /// AIR's 4 GB ceiling ([`MAX_MESSAGE_CEILING`]) are lowered to it.
+    #[must_use]
+    pub fn max_message_size(self, bytes: u64) -> Self {
+        self.set(|o| o.max_message_size = bytes)
+    }
+
+    /// Largest single frame accepted from the peer; a larger one fails the
+    /// connection with 1009. Default 16 MiB; a value above the message limit
+    /// is lowered to it.
+    #[must_use]
+    pub fn max_frame_size(self, bytes: u64) -> Self {
+        self.set(|o| o.max_frame_size = bytes)
+    }
+
+    /// Largest HTTP head of the opening handshake, in bytes: above it a
+    /// server answers 431 and closes, a client fails the connection.
+    /// Default 16 KiB.
+    #[must_use]
+    pub fn max_handshake_size(self, bytes: usize) -> Self {
+        self.set(|o| o.max_handshake_size = bytes)
+    }
+
+    /// How long a client's TCP connect may take, per address; when every
+    /// address fails, `ioError` follows. Default 10 s.
+    #[must_use]
+    pub fn connect_timeout(self, timeout: Duration) -> Self {
+        self.set(|o| o.connect_timeout = timeout)
+    }
+
+    /// How long the opening handshake (TLS and HTTP together) may take; a
+    /// peer that has not finished by then is dropped (a server answers an
+    /// unfinished request with 408 first). Default 10 s.
+    #[must_use]
+    pub fn handshake_timeout(self, timeout: Duration) -> Self {
+        self.set(|o| o.handshake_timeout = timeout)
+    }
+
+    /// How long to wait for the peer's part of the closing handshake before
+    /// closing the socket. Default 5 s.
+    #[must_use]
+    pub fn close_timeout(self, timeout: Duration) -> Self {
+        self.set(|o| o.close_timeout = timeout)
+    }
+
+    /// How long a write may go without progress (the peer stopped reading)
+    /// before the connection is dropped: the stalled `send_message` returns an
+    /// error, and `close` (1006) follows. `None` waits forever.
+    /// Default 30 s.
+    #[must_use]
+    pub fn write_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
+        let timeout = timeout.into();
+        self.set(|o| o.write_timeout = timeout)
+    }
+
+    /// Closes the connection (code 1001, then `close`) when nothing at all
+    /// arrives from the peer for this long. `None` (the default) never does;
+    /// a server facing the internet should set it, and its clients should
+    /// send something (a ping will do) more often.
+    #[must_use]
+    pub fn idle_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
+        let timeout = timeout.into();
+        self.set(|o| o.idle_timeout = timeout)
+    }
+
+    /// Set `TCP_NODELAY` on the socket (a message is a unit the peer waits
+    /// for, so Nagle's algorithm only adds delay). Default true.
+    #[must_use]
+    pub fn nodelay(self, nodelay: bool) -> Self {
+        self.set(|o| o.nodelay = nodelay)
+    }
+
+    /// Stack size of the connection's thread, where listeners run; a
+    /// listener that needs more overflows it, which aborts the process.
+    /// Default 512 KiB.
+    #[must_use]
+    pub fn thread_stack_size(self, bytes: usize) -> Self {
+        self.set(|o| o.thread_stack_size = bytes)
+    }
+
+    /// The TLS settings of a client's `wss` connections (trusted roots,
+    /// client certificate, ...). By default the system's roots are used,
+    /// with certificate and host name verification.
+    ///
+    /// When a `certificateError` listener calls `prevent_default()`, the
+    /// connection is made again with a connector that accepts any
+    /// certificate, built by the library: it does not carry this
+    /// connector's client certificate. To reach a server that requires one,
+    /// trust its certificate here (`add_root_certificate`) instead.
+    #[must_use]
+    pub fn tls_connector(self, connector: native_tls::TlsConnector) -> Self {
+        self.set(|o| o.tls_connector = Some(connector.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_roles_have_todays_defaults() {
+        let config = Config::default();
+        for role in [Role::Client, Role::Server] {
+            let o = config.for_role(role);
+            assert_eq!(o.max_message_size, 64 << 20);
+            assert_eq!(o.max_frame_size, 16 << 20);
+            assert_eq!(o.max_handshake_size, 16 << 10);
+            assert_eq!(o.connect_timeout, Duration::from_secs(10));
+            assert_eq!(o.handshake_timeout, Duration::from_secs(10));
+            assert_eq!(o.close_timeout, Duration::from_secs(5));
+            assert_eq!(o.write_timeout, Some(Duration::from_secs(30)));
+            assert_eq!(o.idle_timeout, None);
+            assert!(o.nodelay);
+            assert_eq!(o.thread_stack_size, 512 << 10);
+            assert!(o.tls_connector.is_none());
+        }
+    }
+
+    #[test]
+    fn a_setter_sets_its_option_for_both_roles() {
+        let config = Config::default()
+            .max_message_size(1 << 20)
+            .max_frame_size(1 << 10)
+            .max_handshake_size(1 << 12)
+            .connect_timeout(Duration::from_secs(1))
+            .handshake_timeout(Duration::from_secs(2))
+            .close_timeout(Duration::from_secs(3))
+            .write_timeout(None)
+            .idle_timeout(Duration::from_secs(4))
+            .nodelay(false)
+            .thread_stack_size(1 << 16);
+        for role in [Role::Client, Role::Server] {
+            let o = config.for_role(role);
+            assert_eq!(o.max_message_size, 1 << 20);
+            assert_eq!(o.max_frame_size, 1 << 10);
+            assert_eq!(o.max_handshake_size, 1 << 12);
+            assert_eq!(o.connect_timeout, Duration::from_secs(1));
+            assert_eq!(o.handshake_timeout, Duration::from_secs(2));
+            assert_eq!(o.close_timeout, Duration::from_secs(3));
+            assert_eq!(o.write_timeout, None);
+            assert_eq!(o.idle_timeout, Some(Duration::from_secs(4)));
+            assert!(!o.nodelay);
+            assert_eq!(o.thread_stack_size, 1 << 16);
+        }
+    }
+
+    #[test]
+    fn the_limits_are_lowered_to_the_ceiling_and_the_message_limit() {
+        let o = Config::default()
+            .max_message_size(u64::MAX)
+            .max_frame_size(u64::MAX);
+        let limits = o.for_role(Role::Server).limits();
+        assert_eq!(limits.max_message_size, MAX_MESSAGE_CEILING);
+        assert_eq!(limits.max_frame_size, MAX_MESSAGE_CEILING);
+        let o = Config::default().max_message_size(100).max_frame_size(1000);
+        let limits = o.for_role(Role::Client).limits();
+        assert_eq!(limits.max_frame_size, 100);
     }
 }

@@ -76,6 +76,7 @@ struct Locked {
 /// A connection after its TCP (and TLS) setup.
 #[derive(Debug)]
 pub(crate) struct Conn {
+    role: Role,
     pub(crate) transport: Transport,
     locked: Mutex<Locked>,
     /// Signalled when the writer role is released, a take is written, a
@@ -93,6 +94,7 @@ pub(crate) struct Conn {
 impl Conn {
     pub(crate) fn new(role: Role, transport: Transport, settings: Settings) -> Conn {
         Conn {
+            role,
             transport,
             locked: Mutex::new(Locked {
                 proto: Connection::new(role, settings, Instant::now()),
@@ -111,6 +113,11 @@ impl Conn {
             finished_cv: Condvar::new(),
             reader_thread: OnceLock::new(),
         }
+    }
+
+    /// Which end of the connection this is.
+    pub(crate) fn role(&self) -> Role {
+        self.role
     }
 
     fn lock(&self) -> MutexGuard<'_, Locked> {

@@ -2,9 +2,10 @@
 //! events, and how it changes the state only while its connection is the
 //! current one.
 
-use crate::config::Config;
+use crate::config::Options;
 use crate::event::{Event, EventTarget};
 use crate::proto::connection::Settings;
+use crate::proto::Role;
 use crate::websocket::{Handle, Phase, Shared, State, WebSocket};
 use std::io;
 use std::net::TcpStream;
@@ -17,11 +18,15 @@ pub(crate) struct Session {
     /// The generation this thread's connection was given; it acts only while
     /// that is the current one.
     pub(crate) generation: u64,
+    /// The role the `WebSocket` took for this connection: its options are
+    /// that role's.
+    pub(crate) role: Role,
 }
 
 impl Session {
-    pub(crate) fn config(&self) -> &Config {
-        &self.shared.config
+    /// The options of this connection's role.
+    pub(crate) fn config(&self) -> &Options {
+        self.shared.config.for_role(self.role)
     }
 
     /// The listeners of this connection's ending have returned: wakes

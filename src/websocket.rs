@@ -12,6 +12,7 @@ use crate::event::EventTarget;
 use crate::message::MessageData;
 use crate::proto::close::{self, GOING_AWAY};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
+use crate::proto::Role;
 use crate::session::Session;
 use crate::target::{is_token, Target};
 use std::fmt;
@@ -122,7 +123,7 @@ impl Shared {
         if !conn.queue_close(code, reason) {
             return;
         }
-        let timeout = self.config.close_timeout;
+        let timeout = self.config.for_role(conn.role()).close_timeout;
         let timer_conn = conn.clone();
         // The last handle may be dropped on a thread that must not block
         // (a UI thread): the timer's thread writes the close frame then.
@@ -269,12 +270,21 @@ impl WebSocket {
 
     /// A new, unconnected WebSocket with the default [`Config`]. Use it as a
     /// client with [`connect`](Self::connect) or as a server with
-    /// [`start_server`](Self::start_server).
+    /// [`start_server`](Self::start_server); its connection has the defaults
+    /// of that role.
     pub fn new() -> WebSocket {
         WebSocket::with_config(Config::default())
     }
 
     /// A new, unconnected WebSocket with the given limits and timeouts.
+    ///
+    /// ```
+    /// use airws::{Config, WebSocket};
+    /// use std::time::Duration;
+    ///
+    /// let ws = WebSocket::with_config(Config::default().close_timeout(Duration::from_secs(2)));
+    /// # drop(ws);
+    /// ```
     pub fn with_config(config: Config) -> WebSocket {
         WebSocket {
             handle: Arc::new(Handle {
@@ -395,7 +405,7 @@ impl WebSocket {
             }
             offered.push((*p).to_owned());
         }
-        let session = self.begin_session(|st| st.protocol.clear())?;
+        let session = self.begin_session(Role::Client, |st| st.protocol.clear())?;
         self.spawn(session, move |s| s.run_client(target, offered))
     }
 
@@ -411,7 +421,7 @@ impl WebSocket {
         let Some(tcp) = socket.into() else {
             return Err(Error::argument("startServer: the socket is null"));
         };
-        let session = self.begin_session(|_| {})?;
+        let session = self.begin_session(Role::Server, |_| {})?;
         self.spawn(session, move |s| s.run_server(tcp, None))
     }
 
@@ -425,11 +435,11 @@ impl WebSocket {
         let Some(tcp) = socket.into() else {
             return Err(Error::argument("startServer: the socket is null"));
         };
-        let session = self.begin_session(|_| {})?;
+        let session = self.begin_session(Role::Server, |_| {})?;
         self.spawn(session, move |s| s.run_server(tcp, Some(acceptor)))
     }
 
-    fn begin_session(&self, reset: impl FnOnce(&mut State)) -> Result<Session, Error> {
+    fn begin_session(&self, role: Role, reset: impl FnOnce(&mut State)) -> Result<Session, Error> {
         let mut st = self.shared().state();
         if matches!(st.phase, Phase::Connecting | Phase::Open) {
             return Err(Error::argument(
@@ -446,6 +456,7 @@ impl WebSocket {
             shared: self.shared().clone(),
             handle: Arc::downgrade(&self.handle),
             generation: st.generation,
+            role,
         })
     }
 
@@ -455,9 +466,10 @@ impl WebSocket {
         run: impl FnOnce(Session) + Send + 'static,
     ) -> Result<(), Error> {
         let generation = session.generation;
+        let stack_size = session.config().thread_stack_size;
         let spawned = thread::Builder::new()
             .name("airws-connection".into())
-            .stack_size(self.shared().config.thread_stack_size)
+            .stack_size(stack_size)
             .spawn(move || run(session));
         if let Err(e) = spawned {
             let mut st = self.shared().state();

@@ -965,10 +965,7 @@ fn tcp_close_order(role: Role) {
 
             // A server that never closes: the client gives up after its
             // close_timeout and closes by itself.
-            let config = Config {
-                close_timeout: Duration::from_millis(500),
-                ..Config::default()
-            };
+            let config = Config::default().close_timeout(Duration::from_millis(500));
             let mut p = Peer::open_with(role, config.clone());
             p.case("7: the client closes TCP after close_timeout when the server does not");
             p.send(Frame::close(4000, ""));
@@ -997,11 +994,9 @@ const FRAME_LIMIT: usize = 16 << 10;
 const MESSAGE_LIMIT: usize = 64 << 10;
 
 fn small_limits() -> Config {
-    Config {
-        max_message_size: MESSAGE_LIMIT as u64,
-        max_frame_size: FRAME_LIMIT as u64,
-        ..Config::default()
-    }
+    Config::default()
+        .max_message_size(MESSAGE_LIMIT as u64)
+        .max_frame_size(FRAME_LIMIT as u64)
 }
 
 fn limits(role: Role) {
@@ -1045,11 +1040,13 @@ fn limits(role: Role) {
     p.send(Frame::cont(b"").claim(11));
     p.expect_fail(1009);
 
-    for config in [small_limits(), Config::default()] {
-        let mut p = Peer::open_with(role, config.clone());
+    for (config, frame_limit) in [
+        (small_limits(), FRAME_LIMIT as u64),
+        (Config::default(), 16 << 20),
+    ] {
+        let mut p = Peer::open_with(role, config);
         p.case(format!(
-            "9: a header claiming 2^62 bytes (frame limit {}), no payload",
-            config.max_frame_size
+            "9: a header claiming 2^62 bytes (frame limit {frame_limit}), no payload"
         ));
         p.send_all(&[Frame::text("before"), Frame::binary(b"").claim(1 << 62)]);
         p.expect_text("before");

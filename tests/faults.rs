@@ -35,12 +35,10 @@ fn ends_its_threads(scenario: fn()) {
 }
 
 fn short_timeouts() -> Config {
-    Config {
-        handshake_timeout: Duration::from_millis(800),
-        close_timeout: Duration::from_millis(800),
-        write_timeout: Some(Duration::from_millis(800)),
-        ..Config::default()
-    }
+    Config::default()
+        .handshake_timeout(Duration::from_millis(800))
+        .close_timeout(Duration::from_millis(800))
+        .write_timeout(Duration::from_millis(800))
 }
 
 /// Reads until EOF or error; returns what arrived and whether the
@@ -136,10 +134,7 @@ fn a_silent_tls_client_is_dropped_at_the_handshake_deadline_scenario() {
 
 fn a_head_larger_than_the_limit_gets_431_then_the_socket_closes_scenario() {
     fn small_heads() -> Config {
-        Config {
-            max_handshake_size: 1024,
-            ..Config::default()
-        }
+        Config::default().max_handshake_size(1024)
     }
     let server = EchoServer::with(small_heads, "");
     let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
@@ -273,10 +268,7 @@ fn a_peer_that_stops_reading_fails_the_stalled_send_and_close_returns_in_time_sc
 
 fn an_idle_peer_is_closed_with_1001_after_the_idle_timeout_scenario() {
     fn idle() -> Config {
-        Config {
-            idle_timeout: Some(Duration::from_millis(300)),
-            ..Config::default()
-        }
+        Config::default().idle_timeout(Duration::from_millis(300))
     }
     let server = EchoServer::with(idle, "");
     let (mut peer, _) = raw_client(server.port, "");

@@ -574,15 +574,14 @@ fn wss_to_python_trusted_through_a_configured_ca() {
     let (mut server, port) = python_tls_server();
     let pem = std::fs::read(tls_file("ca.pem")).expect("read ca.pem");
     let ca = native_tls::Certificate::from_pem(&pem).expect("CA");
-    let ws = WebSocket::with_config(Config {
-        tls_connector: Some(
+    let ws = WebSocket::with_config(
+        Config::default().tls_connector(
             native_tls::TlsConnector::builder()
                 .add_root_certificate(ca)
                 .build()
                 .expect("connector"),
         ),
-        ..Config::default()
-    });
+    );
     let rx = record(&ws);
     // By IP address: the certificate names 127.0.0.1 too.
     ws.connect(&format!("wss://127.0.0.1:{port}/"), &["chat"])

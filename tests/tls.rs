@@ -38,15 +38,12 @@ fn localhost_acceptor() -> TlsAcceptor {
 /// A client config that trusts the test CA (and keeps host name checks).
 fn trusting_config() -> Config {
     let ca = Certificate::from_pem(CA).expect("test CA");
-    Config {
-        tls_connector: Some(
-            TlsConnector::builder()
-                .add_root_certificate(ca)
-                .build()
-                .expect("TLS connector"),
-        ),
-        ..Config::default()
-    }
+    Config::default().tls_connector(
+        TlsConnector::builder()
+            .add_root_certificate(ca)
+            .build()
+            .expect("TLS connector"),
+    )
 }
 
 fn wss_url(host: &str, port: u16) -> String {

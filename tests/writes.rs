@@ -274,10 +274,7 @@ fn pong_between_fragments(side: Side) {
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(6);
 
 fn six_second_close() -> Config {
-    Config {
-        close_timeout: CLOSE_TIMEOUT,
-        ..Config::default()
-    }
+    Config::default().close_timeout(CLOSE_TIMEOUT)
 }
 
 /// How much of the first frame's payload the peer reads before it stops.
@@ -382,10 +379,7 @@ fn close_during_large_send(side: Side) {
 }
 
 fn one_second_close() -> Config {
-    Config {
-        close_timeout: Duration::from_secs(1),
-        ..Config::default()
-    }
+    Config::default().close_timeout(Duration::from_secs(1))
 }
 
 /// Another thread's 64 MiB send is stuck on a peer that stopped reading;
