@@ -49,6 +49,10 @@ fn main() {
     }
     ws.add_event_listener(Event::CLOSE, move |e: &Event| {
         let reason = e.target::<WebSocket>().map_or(0, |w| w.close_reason());
+        if !e.text().is_empty() {
+            // A refused upgrade says why (its HTTP status and body).
+            eprintln!("client: {}", e.text());
+        }
         eprintln!("closed by the server (close reason {reason})");
         let _ = ready_tx.send(Err(format!("closed (close reason {reason})")));
         // Standard input may still be open: nothing more can be sent.

@@ -230,6 +230,12 @@ impl Conn {
                 return Ok(st);
             }
             if !st.writing {
+                if !st.proto.has_transmit() {
+                    // Nothing is queued: what was went out with a take
+                    // that has finished (the queue may have been taken
+                    // between our queuing and this call).
+                    return Ok(st);
+                }
                 st = self.write_out(st, None);
                 continue;
             }

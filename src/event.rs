@@ -134,11 +134,80 @@ impl PartialEq<EventType> for &str {
 #[derive(Debug)]
 enum Payload {
     None,
-    IoError { error_id: i32, text: String },
+    IoError {
+        error_id: i32,
+        text: String,
+    },
     Text(String),
     Message(Message),
     Socket(Mutex<Option<TcpStream>>),
     Http(HttpExchange),
+    Refused {
+        refusal: UpgradeRefusal,
+        text: String,
+    },
+}
+
+/// Why a server refused a client's upgrade: what the `close` event of a
+/// refused opening carries ([`Event::upgrade_refusal`]), so that an
+/// application tells a 403 from a dropped link.
+///
+/// ```
+/// # use airws::{Event, EventDispatcher, WebSocket};
+/// let ws = WebSocket::new();
+/// ws.add_event_listener(Event::CLOSE, |e: &Event| {
+///     if let Some(r) = e.upgrade_refusal() {
+///         eprintln!("refused: HTTP {} {} ({})", r.status(), r.reason(), r.body());
+///     }
+/// });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpgradeRefusal {
+    status: u16,
+    reason: String,
+    body: String,
+}
+
+impl UpgradeRefusal {
+    pub(crate) fn new(status: u16, reason: String, body: String) -> UpgradeRefusal {
+        UpgradeRefusal {
+            status,
+            reason,
+            body,
+        }
+    }
+
+    /// The HTTP status the server answered with (403, 404, 302, ...); 101
+    /// when it agreed to switch but its answer was not a valid upgrade (a
+    /// wrong `Sec-WebSocket-Accept`, ...); 0 when it did not answer in HTTP.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The status line's reason phrase ("Forbidden"), as the server wrote it.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The first line of the response's body, at most 200 characters; for
+    /// a 101 that is not a valid upgrade, what was wrong with it.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+}
+
+impl fmt::Display for UpgradeRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if !self.reason.is_empty() {
+            write!(f, " {}", self.reason)?;
+        }
+        if !self.body.is_empty() {
+            write!(f, ": {}", self.body)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -282,12 +351,30 @@ impl Event {
         }
     }
 
-    /// `ioError`, `securityError`, `certificateError`: the error message; else "".
+    /// `ioError`, `securityError`, `certificateError`: the error message;
+    /// the `close` of a refused upgrade: why ("the server refused the
+    /// upgrade: HTTP 403 Forbidden: ..."); else "".
     pub fn text(&self) -> &str {
         match &self.payload {
             Payload::IoError { text, .. } | Payload::Text(text) => text,
+            Payload::Refused { text, .. } => text,
             _ => "",
         }
+    }
+
+    /// The `close` of a connection whose upgrade the server refused: its
+    /// status, reason phrase and the start of its body. `None` for any
+    /// other event. Not in AIR.
+    pub fn upgrade_refusal(&self) -> Option<&UpgradeRefusal> {
+        match &self.payload {
+            Payload::Refused { refusal, .. } => Some(refusal),
+            _ => None,
+        }
+    }
+
+    /// The `close` event of a refused upgrade.
+    pub(crate) fn refused_close(refusal: UpgradeRefusal, text: String) -> Event {
+        Event::with_payload(Event::CLOSE, false, Payload::Refused { refusal, text })
     }
 
     /// `websocketData`: [`WebSocket::FMT_TEXT`](crate::WebSocket::FMT_TEXT) or

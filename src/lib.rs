@@ -52,7 +52,7 @@ pub use dispatcher::{EventDispatcher, Listener, ListenerId, ListenerRegistry};
 pub use error::Error;
 pub use event::{
     Event, EventTarget, EventType, Format, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent,
-    ServerSocketConnectEvent, WebSocketEvent,
+    ServerSocketConnectEvent, UpgradeRefusal, WebSocketEvent,
 };
 pub use message::MessageData;
 pub use server_socket::ServerSocket;

@@ -719,6 +719,86 @@ fn connect_a_refused_upgrade_dispatches_close_not_connect() {
     assert!(matches!(seen, Seen::Close(_)), "{seen:?}");
 }
 
+/// Connects to a raw server that answers the upgrade request with
+/// `response`; returns what the `close` event carried: its text, the
+/// refusal (status, reason, body) and the close reason.
+fn refused_with(response: &'static [u8]) -> (String, Option<(u16, String, String)>, i32) {
+    let raw = RawServer::new();
+    let ws = WebSocket::new();
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
+        let refusal = e
+            .upgrade_refusal()
+            .map(|r| (r.status(), r.reason().to_owned(), r.body().to_owned()));
+        let reason = e.target::<WebSocket>().map_or(0, |w| w.close_reason());
+        let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send((
+            e.text().to_owned(),
+            refusal,
+            reason,
+        ));
+    });
+    ws.add_event_listener(Event::CONNECT, |_e: &Event| {
+        panic!("a refused upgrade connected")
+    });
+    ws.connect(&raw.url(), &[]).expect("connect");
+    let mut tcp = raw.accept_tcp();
+    let _ = read_head(&mut tcp);
+    tcp.write_all(response).expect("answer");
+    let seen = rx.recv_timeout(WAIT).expect("a close event");
+    assert!(ws.wait_closed(WAIT));
+    seen
+}
+
+#[test]
+fn connect_a_refused_upgrade_tells_its_status_reason_and_body_in_the_close_event() {
+    let cases: [(&'static [u8], u16, &str, &str); 5] = [
+        (
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 27\r\n\r\nno access for you\r\nsecond line",
+            403,
+            "Forbidden",
+            "no access for you",
+        ),
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 404, "Not Found", ""),
+        (
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 12\r\n\r\nlog in first",
+            401,
+            "Unauthorized",
+            "log in first",
+        ),
+        (
+            b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+            302,
+            "Found",
+            "",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 200, "OK", "hello"),
+    ];
+    for (response, status, reason, body) in cases {
+        let (text, refusal, close_reason) = refused_with(response);
+        assert_eq!(
+            refusal,
+            Some((status, reason.to_owned(), body.to_owned())),
+            "{text}"
+        );
+        assert!(text.contains(&format!("HTTP {status} {reason}")), "{text}");
+        assert!(text.contains(body), "{text}");
+        assert_eq!(close_reason, 1006);
+    }
+}
+
+#[test]
+fn connect_a_101_with_a_wrong_accept_key_is_a_refusal_saying_why() {
+    let (text, refusal, _) = refused_with(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: d3Jvbmc=\r\n\r\n",
+    );
+    let (status, _, why) = refusal.expect("a refusal");
+    assert_eq!(status, 101);
+    assert!(why.contains("Sec-WebSocket-Accept"), "{why}");
+    assert!(text.contains("Sec-WebSocket-Accept"), "{text}");
+}
+
 // ------------------------------------------------------------ threads
 
 #[test]

@@ -154,6 +154,7 @@ fn client_exits_non_zero_when_the_upgrade_is_refused() {
     let (out, stderr) = client_output(port);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("close reason 1006"), "stderr: {stderr}");
+    assert!(stderr.contains("HTTP 403 Forbidden"), "stderr: {stderr}");
 }
 
 #[test]

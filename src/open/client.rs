@@ -12,10 +12,10 @@
 //! step calls the dial it is given when its retry needs a new connection.
 
 use super::failure::OpenFailure;
-use super::http_head::{read_head, HeadResult};
+use super::http_head::{read_head, read_line_after, HeadResult};
 use super::Opened;
 use crate::connection::Conn;
-use crate::event::SecurityErrorEvent;
+use crate::event::{SecurityErrorEvent, UpgradeRefusal};
 use crate::proto::handshake;
 use crate::proto::Role;
 use crate::session::Session;
@@ -23,7 +23,7 @@ use crate::target::Target;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Whether a TLS failure is about the server's certificate or host name
 /// (the failures a `certificateError` listener may accept). `native-tls`
@@ -36,6 +36,66 @@ fn is_certificate_failure(err: &native_tls::Error) -> bool {
         .iter()
         .any(|word| text.contains(word))
 }
+
+/// What the application learns of a refused upgrade: the status line, and
+/// the first line of the body (at most 200 characters, read for at most a
+/// second), or why a 101 was not accepted.
+fn refusal(
+    conn: &Conn,
+    e: &handshake::ResponseError,
+    bytes: &mut Vec<u8>,
+    deadline: Instant,
+) -> UpgradeRefusal {
+    let status_line = bytes
+        .split(|&b| b == b'\n')
+        .next()
+        .map(|l| String::from_utf8_lossy(l).trim().to_owned())
+        .unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let _version = parts.next();
+    let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let reason = parts.next().unwrap_or_default().to_owned();
+    if !matches!(e, handshake::ResponseError::Status(_)) {
+        // A 101 that is not a valid upgrade (a wrong accept key, ...), or
+        // no HTTP at all: say what was wrong.
+        return UpgradeRefusal::new(status, reason, e.to_string());
+    }
+    let body_start = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    let body = match body_start {
+        Some(from) => {
+            // No more than the body holds, when the head says how long it is.
+            let length = String::from_utf8_lossy(&bytes[..from])
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(usize::MAX);
+            let until = deadline.min(Instant::now() + Duration::from_secs(1));
+            read_line_after(conn, until, bytes, from, BODY_LINE_MAX.min(length));
+            let line = bytes[from..]
+                .split(|&b| b == b'\n')
+                .next()
+                .unwrap_or_default();
+            String::from_utf8_lossy(line)
+                .trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(BODY_LINE_MAX)
+                .collect()
+        }
+        None => String::new(),
+    };
+    UpgradeRefusal::new(status, reason, body)
+}
+
+/// The most of a refusal's body the application is given.
+const BODY_LINE_MAX: usize = 200;
 
 /// The host's addresses.
 fn resolve(t: &Target) -> Result<Vec<SocketAddr>, OpenFailure> {
@@ -247,12 +307,12 @@ impl Session {
         });
         let (accepted, leftover) = match head {
             HeadResult::Done(accepted, leftover) => (accepted, leftover),
-            HeadResult::Invalid(e) => {
+            HeadResult::Invalid(e, mut bytes) => {
+                let refusal = refusal(&conn, &e, &mut bytes, deadline);
                 conn.transport.shutdown();
-                return Err(OpenFailure::Closed(format!(
-                    "{}: upgrade refused: {e}",
-                    target.url
-                )));
+                let text = format!("{}: the server refused the upgrade: {refusal}", target.url);
+                log::debug!("{text} ({e})");
+                return Err(OpenFailure::Refused(refusal, text));
             }
             HeadResult::Eof => {
                 return Err(OpenFailure::Closed(format!(

@@ -1,6 +1,6 @@
 //! The one place where a failed opening becomes its AS3 events.
 
-use crate::event::{Event, IOErrorEvent, SecurityErrorEvent};
+use crate::event::{Event, IOErrorEvent, SecurityErrorEvent, UpgradeRefusal};
 use crate::proto::close::{ABNORMAL, TLS_HANDSHAKE};
 use crate::session::Session;
 use crate::websocket::Phase;
@@ -24,10 +24,13 @@ pub(crate) enum OpenFailure {
     /// `certificateError` called `prevent_default()`): `close`, close
     /// reason 1015.
     CertificateRefused,
-    /// The connection closed before its handshake completed (refused
-    /// upgrade, peer gone, bad request): `close`, close reason 1006. The
-    /// text says why, in the log.
+    /// The connection closed before its handshake completed (peer gone,
+    /// bad request): `close`, close reason 1006. The text says why, in the
+    /// log.
     Closed(String),
+    /// The server refused the upgrade: `close`, close reason 1006, with the
+    /// refusal in the event (`upgrade_refusal()`) and this text (`text()`).
+    Refused(UpgradeRefusal, String),
 }
 
 impl Session {
@@ -63,6 +66,9 @@ impl Session {
             OpenFailure::Closed(why) => {
                 log::debug!("connection closed before opening: {why}");
                 (Some(ABNORMAL), vec![Event::new(Event::CLOSE, false)])
+            }
+            OpenFailure::Refused(refusal, text) => {
+                (Some(ABNORMAL), vec![Event::refused_close(refusal, text)])
             }
         };
         let ended = self.with_current(|st| {

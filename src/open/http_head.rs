@@ -10,8 +10,8 @@ use std::time::Instant;
 pub(crate) enum HeadResult<T, E> {
     /// The parsed head, and the bytes that followed it.
     Done(T, Vec<u8>),
-    /// The head is not what it should be.
-    Invalid(E),
+    /// The head is not what it should be; the bytes read so far.
+    Invalid(E, Vec<u8>),
     /// The peer closed the connection before the head was complete.
     Eof,
     /// The socket failed, or `deadline` passed (`ErrorKind::TimedOut`).
@@ -42,7 +42,38 @@ pub(crate) fn read_head<T, E>(
         match parse(&head) {
             Ok(None) => {}
             Ok(Some((value, len))) => return HeadResult::Done(value, head.split_off(len)),
-            Err(e) => return HeadResult::Invalid(e),
+            Err(e) => return HeadResult::Invalid(e, head),
+        }
+    }
+}
+
+/// Reads more of what follows an HTTP head into `bytes`, until it holds a
+/// line end after `from`, `max` bytes, the end of the stream, or `deadline`:
+/// the start of a refusal's body, for the application to see why. Errors
+/// end the reading quietly.
+pub(crate) fn read_line_after(
+    conn: &Conn,
+    deadline: Instant,
+    bytes: &mut Vec<u8>,
+    from: usize,
+    max: usize,
+) {
+    let mut buf = vec![0u8; 1024];
+    let mut cipher = vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }];
+    let mut reader = DeadlineReader::new(
+        conn.transport.socket(),
+        Some(deadline),
+        None,
+        "handshake timed out",
+    );
+    for _ in 0..64 {
+        let body = bytes.get(from..).unwrap_or_default();
+        if body.contains(&b'\n') || body.len() >= max {
+            return;
+        }
+        match reader.read(|| conn.transport.read(&mut buf, &mut cipher)) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
         }
     }
 }

@@ -80,7 +80,7 @@ impl Session {
         let max = self.config().max_handshake_size;
         match read_head(conn, deadline, |buf| handshake::parse_request(buf, max)) {
             HeadResult::Done(r, leftover) => Ok((r, leftover)),
-            HeadResult::Invalid(e) => {
+            HeadResult::Invalid(e, _) => {
                 let mut response = None;
                 if let handshake::RequestError::NotUpgrade {
                     method,
