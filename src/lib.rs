@@ -29,7 +29,8 @@
 //! blocking layer, with one thread per connection that reads and dispatches
 //! events. See `docs/architecture.md` and `docs/porting.md`.
 
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod config;
 mod connection;
@@ -57,3 +58,9 @@ pub use event::{
 pub use message::MessageData;
 pub use server_socket::ServerSocket;
 pub use websocket::{WeakWebSocket, WebSocket};
+
+/// The code examples of `README.md`, compiled as doctests so that they keep
+/// working when pasted.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
