@@ -7,21 +7,32 @@
 //!
 //! ```no_run
 //! use airws::{Event, EventDispatcher, WebSocket, WebSocketEvent};
+//! use std::time::Duration;
 //!
-//! let ws = WebSocket::new();
-//! let me = ws.clone();
-//! ws.add_event_listener(Event::CONNECT, move |_e: &Event| {
-//!     me.send_message(WebSocket::FMT_TEXT, "Hello").ok();
-//! });
-//! ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
-//!     println!("received: {}", e.string_data().unwrap_or("<binary>"));
-//! });
-//! ws.add_event_listener(Event::CLOSE, |e: &Event| {
-//!     let ws = e.target::<WebSocket>().unwrap();
-//!     println!("closed with {}", ws.close_reason());
-//! });
-//! ws.connect("ws://127.0.0.1:9001/chat", &["chat"])?;
-//! # Ok::<(), airws::Error>(())
+//! fn main() -> Result<(), airws::Error> {
+//!     let ws = WebSocket::new();
+//!     // Listeners reach their WebSocket through the event's target: a
+//!     // captured clone would keep it alive after it closes.
+//!     ws.add_event_listener(Event::CONNECT, |e: &Event| {
+//!         if let Some(ws) = e.target::<WebSocket>() {
+//!             ws.send_message(WebSocket::FMT_TEXT, "Hello").ok();
+//!         }
+//!     });
+//!     ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
+//!         println!("received: {}", e.string_data().unwrap_or("<binary>"));
+//!         if let Some(ws) = e.target::<WebSocket>() {
+//!             ws.close(WebSocket::CLOSE_NORMAL).ok();
+//!         }
+//!     });
+//!     ws.add_event_listener(Event::CLOSE, |e: &Event| {
+//!         if let Some(ws) = e.target::<WebSocket>() {
+//!             println!("closed by the server with {}", ws.close_reason());
+//!         }
+//!     });
+//!     ws.connect("ws://127.0.0.1:9001/chat", &["chat"])?;
+//!     ws.wait_closed(Duration::from_secs(10));
+//!     Ok(())
+//! }
 //! ```
 //!
 //! The layers: [`proto`] is the sans-I/O protocol core (frames, handshake,

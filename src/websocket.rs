@@ -188,9 +188,11 @@ impl Drop for Handle {
 /// use airws::{Event, EventDispatcher, WebSocket, WebSocketEvent};
 ///
 /// let ws = WebSocket::new();
-/// let sender = ws.clone();
-/// ws.add_event_listener(Event::CONNECT, move |_e: &Event| {
-///     sender.send_message(WebSocket::FMT_TEXT, "hello").ok();
+/// ws.add_event_listener(Event::CONNECT, |e: &Event| {
+///     // The event's target, not a captured clone: no reference cycle.
+///     if let Some(ws) = e.target::<WebSocket>() {
+///         ws.send_message(WebSocket::FMT_TEXT, "hello").ok();
+///     }
 /// });
 /// ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
 ///     println!("got {:?}", e.string_data());
