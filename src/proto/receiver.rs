@@ -215,6 +215,7 @@ impl Receiver {
     /// r.commit_room(1000, &mut out).unwrap();
     /// assert_eq!(out, vec![Incoming::Binary(vec![7; 1000])]);
     /// ```
+    #[doc(hidden)]
     pub fn payload_room(&mut self, min: usize, max: usize) -> Option<&mut [u8]> {
         let State::Payload { header, done } = self.state else {
             self.drop_room();
@@ -282,6 +283,7 @@ impl Receiver {
     /// [`Receiver::payload_room`] lent as received payload, exactly as if
     /// they had been passed to [`Receiver::receive`]. `n` larger than the
     /// room is treated as the whole room.
+    #[doc(hidden)]
     pub fn commit_room(&mut self, n: usize, out: &mut Vec<Incoming>) -> Result<(), ProtocolError> {
         let room = std::mem::take(&mut self.room);
         let n = n.min(room);
