@@ -48,8 +48,8 @@ use super::frame::{
 };
 use super::mask::extend_masked;
 use super::receiver::{Incoming, Limits, Receiver, Room};
-use super::sender::{CloseHandshake, Sender};
 pub use super::sender::OutgoingHeader;
+use super::sender::{CloseHandshake, Sender};
 use super::Role;
 use std::fmt;
 use std::time::{Duration, Instant};
