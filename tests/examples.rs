@@ -1,6 +1,8 @@
 //! The README's main job: `examples/echo_server` and `examples/client` work
 //! against each other, as separate processes.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -160,24 +162,9 @@ fn client_exits_non_zero_when_the_upgrade_is_refused() {
 #[test]
 fn client_exits_non_zero_after_a_close_with_another_code() {
     let port = one_shot_server(|mut s| {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 {
-            match std::io::Read::read(&mut s, &mut byte) {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
-            }
-        }
-        let head = String::from_utf8_lossy(&head).into_owned();
-        let key = head
-            .lines()
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case("sec-websocket-key")
-                    .then(|| v.trim().to_owned())
-            })
-            .unwrap_or_default();
-        let _ = s.write_all(&airws::proto::handshake::accept_response(&key, None));
+        let head = support::read_head(&mut s);
+        let key = support::header(&head, "Sec-WebSocket-Key").unwrap_or_default();
+        let _ = s.write_all(&airws::proto::handshake::accept_response(key, None));
         // A close frame with 4001, then the end of the stream.
         let _ = s.write_all(&[0x88, 2, 0x0F, 0xA1]);
         let mut rest = [0u8; 256];

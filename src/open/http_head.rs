@@ -25,18 +25,11 @@ pub(crate) fn read_head<T, E>(
     parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
 ) -> HeadResult<T, E> {
     let mut head = Vec::new();
-    let mut buf = vec![0u8; 4096];
-    let mut cipher = vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }];
-    let mut reader = DeadlineReader::new(
-        conn.transport.socket(),
-        Some(deadline),
-        None,
-        "handshake timed out",
-    );
+    let mut reader = HeadReader::new(conn, deadline, 4096);
     loop {
-        match reader.read(|| conn.transport.read(&mut buf, &mut cipher)) {
+        match reader.read() {
             Ok(0) => return HeadResult::Eof,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Ok(n) => head.extend_from_slice(&reader.buf[..n]),
             Err(e) => return HeadResult::Io(e),
         }
         match parse(&head) {
@@ -58,22 +51,51 @@ pub(crate) fn read_line_after(
     from: usize,
     max: usize,
 ) {
-    let mut buf = vec![0u8; 1024];
-    let mut cipher = vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }];
-    let mut reader = DeadlineReader::new(
-        conn.transport.socket(),
-        Some(deadline),
-        None,
-        "handshake timed out",
-    );
+    let mut reader = HeadReader::new(conn, deadline, 1024);
     for _ in 0..64 {
         let body = bytes.get(from..).unwrap_or_default();
         if body.contains(&b'\n') || body.len() >= max {
             return;
         }
-        match reader.read(|| conn.transport.read(&mut buf, &mut cipher)) {
+        match reader.read() {
             Ok(0) | Err(_) => return,
-            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Ok(n) => bytes.extend_from_slice(&reader.buf[..n]),
         }
+    }
+}
+
+/// Reads of the opening handshake: through the transport (decrypting for
+/// TLS), each bounded by the handshake's deadline.
+struct HeadReader<'a> {
+    conn: &'a Conn,
+    reader: DeadlineReader<'a>,
+    buf: Vec<u8>,
+    cipher: Vec<u8>,
+}
+
+impl<'a> HeadReader<'a> {
+    fn new(conn: &'a Conn, deadline: Instant, size: usize) -> HeadReader<'a> {
+        HeadReader {
+            conn,
+            reader: DeadlineReader::new(
+                conn.transport.socket(),
+                Some(deadline),
+                None,
+                "handshake timed out",
+            ),
+            buf: vec![0u8; size],
+            cipher: vec![0u8; if conn.transport.is_tls() { 16 << 10 } else { 0 }],
+        }
+    }
+
+    /// One read into `buf`: 0 at the end of the stream.
+    fn read(&mut self) -> std::io::Result<usize> {
+        let HeadReader {
+            conn,
+            reader,
+            buf,
+            cipher,
+        } = self;
+        reader.read(|| conn.transport.read(buf, cipher))
     }
 }
