@@ -56,6 +56,7 @@ mod run;
 mod server_socket;
 mod session;
 mod target;
+mod tls;
 mod transport;
 mod websocket;
 
@@ -68,6 +69,7 @@ pub use event::{
 };
 pub use message::MessageData;
 pub use server_socket::ServerSocket;
+pub use tls::{ClientTls, ServerTls};
 pub use websocket::{WeakWebSocket, WebSocket};
 
 /// The code examples of `README.md`, compiled as doctests so that they keep

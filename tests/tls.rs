@@ -2,14 +2,20 @@
 //! README for how they were made): verification is on by default, a refused
 //! certificate is a cancelable `certificateError`, `prevent_default()` lets
 //! the connection go on, a configured CA is trusted without any event, a
-//! host name mismatch is a certificate error, a peer that does not speak TLS
-//! is a `securityError` (or an `ioError` when it just hangs up), and a send
-//! from another thread never waits for the read loop inside the TLS session.
+//! host name mismatch is a certificate error, the `danger_` options skip
+//! the checks they name, a server identity from PEM or PKCS#12 serves wss,
+//! a client identity reaches a server that requires one (also on the
+//! unverified retry after a `certificateError`), a peer that does not speak
+//! TLS is a `securityError` (or an `ioError` when it just hangs up), and a
+//! send from another thread never waits for the read loop inside the TLS
+//! session.
 
 mod support;
 
-use airws::{Config, Event, EventDispatcher, SecurityErrorEvent, WebSocket, WebSocketEvent};
-use native_tls::{Certificate, Identity, TlsAcceptor, TlsConnector};
+use airws::{
+    ClientTls, Config, Event, EventDispatcher, SecurityErrorEvent, ServerTls, WebSocket,
+    WebSocketEvent,
+};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,24 +32,32 @@ const WRONG_HOST_KEY: &[u8] = include_bytes!("tls/wrong-host.key");
 /// How long a send from another thread may take while the reader waits.
 const SEND_WAIT: Duration = Duration::from_secs(5);
 
-fn acceptor(cert: &[u8], key: &[u8]) -> TlsAcceptor {
-    let identity = Identity::from_pkcs8(cert, key).expect("test identity");
-    TlsAcceptor::new(identity).expect("TLS acceptor")
+fn server_tls(cert: &[u8], key: &[u8]) -> ServerTls {
+    ServerTls::from_pem(cert, key).expect("test identity")
 }
 
-fn localhost_acceptor() -> TlsAcceptor {
-    acceptor(LOCALHOST_CERT, LOCALHOST_KEY)
+fn localhost_tls() -> ServerTls {
+    server_tls(LOCALHOST_CERT, LOCALHOST_KEY)
+}
+
+/// `native-tls`'s own acceptor with the localhost identity, for the servers
+/// written by hand here.
+fn localhost_acceptor() -> native_tls::TlsAcceptor {
+    let identity =
+        native_tls::Identity::from_pkcs8(LOCALHOST_CERT, LOCALHOST_KEY).expect("test identity");
+    native_tls::TlsAcceptor::new(identity).expect("TLS acceptor")
+}
+
+/// Client settings that trust the test CA (and keep host name checks).
+fn trusting_tls() -> ClientTls {
+    ClientTls::new()
+        .add_root_certificate_pem(CA)
+        .expect("test CA")
 }
 
 /// A client config that trusts the test CA (and keeps host name checks).
 fn trusting_config() -> Config {
-    let ca = Certificate::from_pem(CA).expect("test CA");
-    Config::default().tls_connector(
-        TlsConnector::builder()
-            .add_root_certificate(ca)
-            .build()
-            .expect("TLS connector"),
-    )
+    Config::default().client_tls(trusting_tls())
 }
 
 fn wss_url(host: &str, port: u16) -> String {
@@ -101,7 +115,7 @@ fn server_events(server: &EchoServer, for_ms: u64) -> Vec<Seen> {
 
 #[test]
 fn certificate_error_not_prevented_never_connects_and_closes_with_1015() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let ws = WebSocket::new(); // the system's roots: the test CA is unknown
     let rx = record(&ws);
     let counts = CertificateErrors::listen(&ws, false);
@@ -161,7 +175,7 @@ fn certificate_error_not_prevented_never_connects_and_closes_with_1015() {
 
 #[test]
 fn certificate_error_prevented_connects_and_echo_works() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let (ws, counts, rx) = wss_client_allowing_certificates(server.port);
     let first = next(&rx);
     assert!(matches!(first, Seen::Certificate(_)), "{first:?}");
@@ -191,39 +205,50 @@ fn certificate_error_prevented_connects_and_echo_works() {
     nothing_more(&rx, 100); // no close event for a local close
 }
 
+/// A client with `config` connects to `server` at `host` without a
+/// `certificateError`, exchanges messages and closes with its own code. The
+/// server saw this one connection only: no TLS attempt failed before it.
+fn connects_without_a_certificate_error(server: &EchoServer, config: Config, host: &str) {
+    let ws = WebSocket::with_config(config);
+    let counts = CertificateErrors::listen(&ws, false);
+    let rx = record(&ws);
+    ws.connect(&wss_url(host, server.port), &[])
+        .expect("connect");
+    assert_eq!(next(&rx), Seen::Connect, "{host}");
+    assert_eq!(server.next().1, Seen::Connect, "{host}: one connection");
+    ws.send_message(WebSocket::FMT_BINARY, vec![1u8, 2, 3])
+        .expect("send");
+    assert_eq!(next(&rx), Seen::Binary(vec![1, 2, 3]));
+    ws.send_message(WebSocket::FMT_TEXT, "bye").expect("send");
+    assert_eq!(next(&rx), Seen::Text("bye".into()));
+    // The client closes with its own code; the server sees it.
+    ws.close(4001).expect("close");
+    assert_eq!(
+        server.wait_for(|s| matches!(s, Seen::Close(_))),
+        Seen::Close(4001),
+        "{host}"
+    );
+    assert!(ws.wait_closed(WAIT));
+    assert_eq!(ws.close_reason(), 4001);
+    nothing_more(&rx, 100);
+    assert_eq!(counts.seen(), 0, "{host}: no certificateError");
+}
+
 #[test]
 fn configured_ca_is_trusted_without_a_certificate_error() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     for host in ["localhost", "127.0.0.1"] {
-        let ws = WebSocket::with_config(trusting_config());
-        let counts = CertificateErrors::listen(&ws, false);
-        let rx = record(&ws);
-        ws.connect(&wss_url(host, server.port), &[])
-            .expect("connect");
-        assert_eq!(next(&rx), Seen::Connect, "{host}");
-        ws.send_message(WebSocket::FMT_BINARY, vec![1u8, 2, 3])
-            .expect("send");
-        assert_eq!(next(&rx), Seen::Binary(vec![1, 2, 3]));
-        ws.send_message(WebSocket::FMT_TEXT, "bye").expect("send");
-        assert_eq!(next(&rx), Seen::Text("bye".into()));
-        // The client closes with its own code; the server sees it.
-        ws.close(4001).expect("close");
-        assert_eq!(
-            server.wait_for(|s| matches!(s, Seen::Close(_))),
-            Seen::Close(4001),
-            "{host}"
-        );
-        assert!(ws.wait_closed(WAIT));
-        assert_eq!(ws.close_reason(), 4001);
-        nothing_more(&rx, 100);
-        assert_eq!(counts.seen(), 0, "{host}: no certificateError");
+        connects_without_a_certificate_error(&server, trusting_config(), host);
+        // Without the system's roots, the test CA alone.
+        let alone = trusting_tls().system_roots(false);
+        connects_without_a_certificate_error(&server, Config::default().client_tls(alone), host);
     }
 }
 
 #[test]
 fn host_name_mismatch_is_a_certificate_error() {
     // Signed by the trusted CA, but for wrong.example only.
-    let server = EchoServer::tls(acceptor(WRONG_HOST_CERT, WRONG_HOST_KEY));
+    let server = EchoServer::tls(server_tls(WRONG_HOST_CERT, WRONG_HOST_KEY));
     let ws = WebSocket::with_config(trusting_config());
     let rx = record(&ws);
     ws.connect(&wss_url("localhost", server.port), &[])
@@ -361,7 +386,7 @@ fn concurrent_senders_over_tls_interleave_whole_messages() {
     // whole, and each thread's messages in order.
     const THREADS: u8 = 4;
     const EACH: u8 = 20;
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let ws = WebSocket::with_config(trusting_config());
     let rx = record(&ws);
     ws.connect(&wss_url("localhost", server.port), &[])
@@ -552,7 +577,7 @@ fn a_server_that_hangs_up_during_tls_is_an_io_error() {
 
 #[test]
 fn a_plain_client_at_a_wss_server_is_refused_with_1015_on_the_server() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let ws = WebSocket::new();
     let rx = record(&ws);
     ws.connect(&format!("ws://127.0.0.1:{}/", server.port), &[])
@@ -574,7 +599,7 @@ fn a_plain_client_at_a_wss_server_is_refused_with_1015_on_the_server() {
 fn a_raw_plain_request_at_a_wss_server_gets_no_http_answer() {
     // The server must not answer in clear: whatever comes back is TLS (an
     // alert record starts with 0x15) or nothing.
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
     tcp.set_read_timeout(Some(WAIT)).expect("timeout");
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -591,7 +616,7 @@ fn a_raw_plain_request_at_a_wss_server_gets_no_http_answer() {
 
 #[test]
 fn server_side_tls_echoes_formats_and_a_server_close_reaches_the_client() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let ws = WebSocket::with_config(trusting_config());
     let formats = Arc::new(Mutex::new(Vec::new()));
     let f = formats.clone();
