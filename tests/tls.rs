@@ -28,6 +28,8 @@ const LOCALHOST_CERT: &[u8] = include_bytes!("tls/localhost.pem");
 const LOCALHOST_KEY: &[u8] = include_bytes!("tls/localhost.key");
 const WRONG_HOST_CERT: &[u8] = include_bytes!("tls/wrong-host.pem");
 const WRONG_HOST_KEY: &[u8] = include_bytes!("tls/wrong-host.key");
+const LOCALHOST_P12: &[u8] = include_bytes!("tls/localhost.p12");
+const LOCALHOST_P12_PASSWORD: &str = "airws test";
 
 /// How long a send from another thread may take while the reader waits.
 const SEND_WAIT: Duration = Duration::from_secs(5);
@@ -243,6 +245,63 @@ fn configured_ca_is_trusted_without_a_certificate_error() {
         let alone = trusting_tls().system_roots(false);
         connects_without_a_certificate_error(&server, Config::default().client_tls(alone), host);
     }
+}
+
+#[test]
+fn without_the_system_roots_nothing_is_trusted_but_the_added_roots() {
+    // A server the system's roots do not know either way: with no root at
+    // all, its certificate is still checked, and refused.
+    let server = EchoServer::tls(localhost_tls());
+    let ws =
+        WebSocket::with_config(Config::default().client_tls(ClientTls::new().system_roots(false)));
+    let rx = record(&ws);
+    ws.connect(&wss_url("localhost", server.port), &[])
+        .expect("connect");
+    assert!(matches!(next(&rx), Seen::Certificate(_)));
+    assert_eq!(next(&rx), Seen::Close(1015));
+}
+
+#[test]
+fn a_server_identity_from_pkcs12_serves_wss() {
+    let tls = ServerTls::from_pkcs12(LOCALHOST_P12, LOCALHOST_P12_PASSWORD).expect("PKCS#12");
+    let server = EchoServer::tls(tls);
+    connects_without_a_certificate_error(&server, trusting_config(), "localhost");
+}
+
+#[test]
+fn danger_accept_invalid_certs_connects_without_a_certificate_error() {
+    // The system's roots do not know the test CA; the certificate is taken
+    // anyway, on the first connection.
+    let server = EchoServer::tls(localhost_tls());
+    let tls = ClientTls::new().danger_accept_invalid_certs(true);
+    connects_without_a_certificate_error(&server, Config::default().client_tls(tls), "localhost");
+    // Nor is the host name checked then.
+    let server = EchoServer::tls(server_tls(WRONG_HOST_CERT, WRONG_HOST_KEY));
+    let tls = ClientTls::new().danger_accept_invalid_certs(true);
+    connects_without_a_certificate_error(&server, Config::default().client_tls(tls), "localhost");
+}
+
+#[test]
+fn danger_accept_invalid_hostnames_skips_the_name_check_only() {
+    // Signed by the trusted CA for wrong.example: the name is not checked.
+    let server = EchoServer::tls(server_tls(WRONG_HOST_CERT, WRONG_HOST_KEY));
+    let tls = trusting_tls().danger_accept_invalid_hostnames(true);
+    connects_without_a_certificate_error(&server, Config::default().client_tls(tls), "localhost");
+    // The chain still is: without the CA, a certificateError.
+    let tls = ClientTls::new().danger_accept_invalid_hostnames(true);
+    let ws = WebSocket::with_config(Config::default().client_tls(tls));
+    let rx = record(&ws);
+    ws.connect(&wss_url("localhost", server.port), &[])
+        .expect("connect");
+    match next(&rx) {
+        Seen::Certificate(text) => {
+            if cfg!(target_os = "linux") {
+                assert!(!text.contains("hostname mismatch"), "{text}");
+            }
+        }
+        other => panic!("expected certificateError, got {other:?}"),
+    }
+    assert_eq!(next(&rx), Seen::Close(1015));
 }
 
 #[test]
@@ -653,4 +712,166 @@ fn server_side_tls_echoes_formats_and_a_server_close_reaches_the_client() {
     assert!(server_ws[0].wait_closed(WAIT));
     assert_eq!(server_ws[0].close_reason(), 4002);
     nothing_more(&rx, 100);
+}
+
+/// A client identity reaches a server that requires one. `native-tls`'s
+/// acceptor cannot ask for a client certificate, so the server here is
+/// OpenSSL's own (the backend of `native-tls` on Linux).
+#[cfg(target_os = "linux")]
+mod client_certificates {
+    use super::*;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
+    use openssl::x509::X509;
+
+    /// What the server's TLS handshake of one connection gave: the common
+    /// name of the client's certificate, or why it failed.
+    type Accepted = Result<String, String>;
+
+    /// A wss server on 127.0.0.1 that requires a client certificate and
+    /// accepts any (the tests present the localhost certificate, whose
+    /// extended key usage is for servers). After the upgrade it sends the
+    /// certificate's common name as a text message and closes with 1000.
+    /// Serves at most `max` connections, within the wait.
+    fn server_requiring_a_client_certificate(max: usize) -> (u16, mpsc::Receiver<Accepted>) {
+        let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
+        builder
+            .set_private_key(&PKey::private_key_from_pem(LOCALHOST_KEY).expect("key"))
+            .expect("set key");
+        builder
+            .set_certificate(&X509::from_pem(LOCALHOST_CERT).expect("certificate"))
+            .expect("set certificate");
+        builder.set_verify_callback(
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+            |_, _| true,
+        );
+        let acceptor = builder.build();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let deadline = Instant::now() + WAIT;
+            let mut served = 0;
+            while served < max && Instant::now() < deadline {
+                let tcp = match listener.accept() {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                served += 1;
+                let _ = tcp.set_nonblocking(false);
+                let _ = tcp.set_read_timeout(Some(WAIT));
+                let mut tls = match acceptor.accept(tcp) {
+                    Ok(tls) => tls,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        continue;
+                    }
+                };
+                let name = tls
+                    .ssl()
+                    .peer_certificate()
+                    .and_then(|cert| {
+                        let entry = cert.subject_name().entries_by_nid(Nid::COMMONNAME).next()?;
+                        entry.data().to_string().ok()
+                    })
+                    .unwrap_or_default();
+                let _ = tx.send(Ok(name.clone()));
+                answer_upgrade(&mut tls);
+                let mut frames = vec![0x81, name.len() as u8];
+                frames.extend_from_slice(name.as_bytes());
+                frames.extend_from_slice(&[0x88, 2, 0x03, 0xE8]); // close, 1000
+                tls.write_all(&frames).expect("message and close");
+                // The client's close frame, then the server closes first.
+                let mut reply = [0u8; 64];
+                let _ = tls.read(&mut reply);
+                let _ = tls.shutdown();
+            }
+        });
+        (port, rx)
+    }
+
+    fn accepted(rx: &mpsc::Receiver<Accepted>) -> Accepted {
+        rx.recv_timeout(WAIT)
+            .expect("a TLS handshake on the server")
+    }
+
+    /// The client side of a connection that worked: the server's message
+    /// (the client certificate's name), then its close.
+    fn assert_served(rx: &mpsc::Receiver<Seen>) {
+        assert_eq!(next(rx), Seen::Connect);
+        assert_eq!(next(rx), Seen::Text("localhost".into()));
+        assert_eq!(next(rx), Seen::Close(1000));
+    }
+
+    fn with_identity(tls: ClientTls) -> Config {
+        let tls = tls
+            .identity_pem(LOCALHOST_CERT, LOCALHOST_KEY)
+            .expect("client identity");
+        Config::default().client_tls(tls)
+    }
+
+    #[test]
+    fn a_client_identity_is_presented_to_a_server_that_requires_one() {
+        let (port, server) = server_requiring_a_client_certificate(1);
+        let ws = WebSocket::with_config(with_identity(trusting_tls()));
+        let rx = record(&ws);
+        ws.connect(&wss_url("localhost", port), &[])
+            .expect("connect");
+        assert_eq!(accepted(&server), Ok("localhost".to_owned()));
+        assert_served(&rx);
+
+        // From PKCS#12 too.
+        let (port, server) = server_requiring_a_client_certificate(1);
+        let tls = trusting_tls()
+            .identity_pkcs12(LOCALHOST_P12, LOCALHOST_P12_PASSWORD)
+            .expect("client identity");
+        let ws = WebSocket::with_config(Config::default().client_tls(tls));
+        let rx = record(&ws);
+        ws.connect(&wss_url("localhost", port), &[])
+            .expect("connect");
+        assert_eq!(accepted(&server), Ok("localhost".to_owned()));
+        assert_served(&rx);
+    }
+
+    #[test]
+    fn without_an_identity_the_server_refuses_the_client() {
+        // The control for the tests above: the server does require one.
+        let (port, server) = server_requiring_a_client_certificate(1);
+        let ws = WebSocket::with_config(trusting_config());
+        let rx = record(&ws);
+        ws.connect(&wss_url("localhost", port), &[])
+            .expect("connect");
+        let refused = accepted(&server).expect_err("no client certificate");
+        assert!(refused.contains("certificate"), "{refused}");
+        let ending = next(&rx);
+        assert!(
+            !matches!(ending, Seen::Connect | Seen::Certificate(_)),
+            "{ending:?}"
+        );
+        assert!(ws.wait_closed(WAIT));
+    }
+
+    #[test]
+    fn the_retry_after_a_certificate_error_keeps_the_client_identity() {
+        // The system's roots do not know the server's CA: the first
+        // connection fails its check, the second (unchecked) one asks the
+        // listener, which allows it, and presents the same identity.
+        let (port, server) = server_requiring_a_client_certificate(2);
+        let ws = WebSocket::with_config(with_identity(ClientTls::new()));
+        let counts = CertificateErrors::listen(&ws, true);
+        let rx = record(&ws);
+        ws.connect(&wss_url("localhost", port), &[])
+            .expect("connect");
+        let first = accepted(&server);
+        assert!(first.is_err(), "the checked attempt was refused: {first:?}");
+        assert_eq!(accepted(&server), Ok("localhost".to_owned()));
+        assert!(matches!(next(&rx), Seen::Certificate(_)));
+        assert_served(&rx);
+        assert_eq!(counts.seen(), 1);
+    }
 }
