@@ -39,6 +39,10 @@
 //! message assembly, closing); [`WebSocket`] and [`ServerSocket`] are the
 //! blocking layer, with one thread per connection that reads and dispatches
 //! events. See `docs/architecture.md` and `docs/porting.md`.
+//!
+//! For `wss`, a client's TLS settings are a [`ClientTls`] given to
+//! [`Config::client_tls`], a server's a [`ServerTls`] given to
+//! [`WebSocket::start_server_tls`]; both wrap `native-tls`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

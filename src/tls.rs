@@ -27,9 +27,10 @@ use std::sync::{Arc, OnceLock};
 /// # Ok::<(), airws::Error>(())
 /// ```
 ///
-/// A clone is cheap: the certificates are shared, and so is the TLS context
-/// built from them on the first connection, which every connection with the
-/// same settings then reuses.
+/// A clone is cheap (certificates and keys are reference-counted handles),
+/// and clones share the TLS context built from the settings on the first
+/// connection: every later connection reuses it. A setter that changes the
+/// settings starts a new one.
 ///
 /// # After a `certificateError`
 ///
@@ -82,7 +83,8 @@ impl fmt::Debug for ClientTls {
 }
 
 impl ClientTls {
-    /// The default settings (see [`Default`](#impl-Default-for-ClientTls)).
+    /// The default settings: the system's roots, no identity, certificate
+    /// and host name checks on.
     pub fn new() -> ClientTls {
         ClientTls::default()
     }
@@ -319,7 +321,7 @@ fn pkcs8_block<'a>(what: &str, key_pem: &'a [u8]) -> Result<&'a [u8], Error> {
             "an RSA key in PKCS#1 form",
         ),
         ("-----BEGIN EC PRIVATE KEY-----", "an EC key in SEC 1 form"),
-        ("-----BEGIN ENCRYPTED PRIVATE KEY-----", "an encrypted key"),
+        ("-----BEGIN ENCRYPTED PRIVATE KEY-----", "encrypted"),
     ]
     .into_iter()
     .find_map(|(label, name)| find(label).map(|_| name));
