@@ -1,15 +1,16 @@
 //! Limits, timeouts and socket options.
 
 use crate::proto::Role;
+use crate::tls::ClientTls;
 use std::time::Duration;
 
 /// AIR's ceiling on a message: 4 GB, the most a `ByteArray` holds.
 pub const MAX_MESSAGE_CEILING: u64 = u32::MAX as u64;
 
 /// Settings for a [`WebSocket`](crate::WebSocket): limits, timeouts, socket
-/// options and TLS. `WebSocket::new()` uses [`Config::default()`]; to change
-/// some options, start from the default and call one setter per option, each
-/// named like its option:
+/// options and a client's TLS settings. `WebSocket::new()` uses
+/// [`Config::default()`]; to change some options, start from the default
+/// and call one setter per option, each named like its option:
 ///
 /// ```
 /// use airws::{Config, WebSocket};
@@ -58,7 +59,7 @@ pub(crate) struct Options {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) nodelay: bool,
     pub(crate) thread_stack_size: usize,
-    pub(crate) tls_connector: Option<native_tls::TlsConnector>,
+    pub(crate) client_tls: ClientTls,
 }
 
 impl Options {
@@ -77,7 +78,7 @@ impl Options {
                 idle_timeout: None,
                 nodelay: true,
                 thread_stack_size: 512 << 10,
-                tls_connector: None,
+                client_tls: ClientTls::default(),
             },
         }
     }
@@ -200,18 +201,22 @@ impl Config {
         self.set(|o| o.thread_stack_size = bytes)
     }
 
-    /// The TLS settings of a client's `wss` connections (trusted roots,
-    /// client certificate, ...). By default the system's roots are used,
-    /// with certificate and host name verification.
+    /// The TLS settings of a client's `wss` connections: trusted roots, a
+    /// client identity, the checks (see [`ClientTls`]). Default
+    /// `ClientTls::default()`: the system's roots, no identity, certificate
+    /// and host name checks on.
     ///
-    /// When a `certificateError` listener calls `prevent_default()`, the
-    /// connection is made again with a connector that accepts any
-    /// certificate, built by the library: it does not carry this
-    /// connector's client certificate. To reach a server that requires one,
-    /// trust its certificate here (`add_root_certificate`) instead.
+    /// When the server's certificate fails the checks and a
+    /// `certificateError` listener exists, the second connection that asks
+    /// the listeners uses these settings too, with the checks off: it
+    /// presents the same client identity.
+    ///
+    /// Only a client uses them; a server's TLS settings are the
+    /// [`ServerTls`](crate::ServerTls) given to
+    /// [`start_server_tls`](crate::WebSocket::start_server_tls).
     #[must_use]
-    pub fn tls_connector(self, connector: native_tls::TlsConnector) -> Self {
-        self.set(|o| o.tls_connector = Some(connector.clone()))
+    pub fn client_tls(self, tls: ClientTls) -> Self {
+        self.set(|o| o.client_tls = tls.clone())
     }
 }
 
@@ -234,7 +239,10 @@ mod tests {
             assert_eq!(o.idle_timeout, None);
             assert!(o.nodelay);
             assert_eq!(o.thread_stack_size, 512 << 10);
-            assert!(o.tls_connector.is_none());
+            assert_eq!(
+                format!("{:?}", o.client_tls),
+                format!("{:?}", ClientTls::default())
+            );
         }
     }
 
@@ -250,7 +258,8 @@ mod tests {
             .write_timeout(None)
             .idle_timeout(Duration::from_secs(4))
             .nodelay(false)
-            .thread_stack_size(1 << 16);
+            .thread_stack_size(1 << 16)
+            .client_tls(ClientTls::new().danger_accept_invalid_hostnames(true));
         for role in [Role::Client, Role::Server] {
             let o = config.for_role(role);
             assert_eq!(o.max_message_size, 1 << 20);
@@ -263,6 +272,7 @@ mod tests {
             assert_eq!(o.idle_timeout, Some(Duration::from_secs(4)));
             assert!(!o.nodelay);
             assert_eq!(o.thread_stack_size, 1 << 16);
+            assert!(format!("{:?}", o.client_tls).contains("danger_accept_invalid_hostnames: true"));
         }
     }
 

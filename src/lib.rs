@@ -39,6 +39,10 @@
 //! message assembly, closing); [`WebSocket`] and [`ServerSocket`] are the
 //! blocking layer, with one thread per connection that reads and dispatches
 //! events. See `docs/architecture.md` and `docs/porting.md`.
+//!
+//! For `wss`, a client's TLS settings are a [`ClientTls`] given to
+//! [`Config::client_tls`], a server's a [`ServerTls`] given to
+//! [`WebSocket::start_server_tls`]; both wrap `native-tls`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -56,6 +60,7 @@ mod run;
 mod server_socket;
 mod session;
 mod target;
+mod tls;
 mod transport;
 mod websocket;
 
@@ -68,6 +73,7 @@ pub use event::{
 };
 pub use message::MessageData;
 pub use server_socket::ServerSocket;
+pub use tls::{ClientTls, ServerTls};
 pub use websocket::{WeakWebSocket, WebSocket};
 
 /// The code examples of `README.md`, compiled as doctests so that they keep

@@ -15,6 +15,7 @@ use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_T
 use crate::proto::Role;
 use crate::session::Session;
 use crate::target::{is_token, Target};
+use crate::tls::ServerTls;
 use std::fmt;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -428,17 +429,22 @@ impl WebSocket {
     }
 
     /// Like [`start_server`](Self::start_server), for `wss`: runs a TLS
-    /// handshake with `acceptor` first.
+    /// handshake with `tls`'s identity first. A handshake that fails is a
+    /// `securityError`, then `close` (1015).
+    ///
+    /// One [`ServerTls`] serves every connection of a server: its TLS
+    /// context is shared, not built again per connection.
     pub fn start_server_tls(
         &self,
         socket: impl Into<Option<TcpStream>>,
-        acceptor: native_tls::TlsAcceptor,
+        tls: &ServerTls,
     ) -> Result<(), Error> {
         let Some(tcp) = socket.into() else {
             return Err(Error::argument("startServer: the socket is null"));
         };
+        let tls = tls.clone();
         let session = self.begin_session(Role::Server, |_| {})?;
-        self.spawn(session, move |s| s.run_server(tcp, Some(acceptor)))
+        self.spawn(session, move |s| s.run_server(tcp, Some(tls)))
     }
 
     fn begin_session(&self, role: Role, reset: impl FnOnce(&mut State)) -> Result<Session, Error> {

@@ -5,7 +5,9 @@
 
 mod support;
 
-use airws::{Config, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket};
+use airws::{
+    Config, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, ServerTls, WebSocket,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
@@ -102,12 +104,11 @@ fn slowloris_client_is_dropped_at_the_handshake_deadline_scenario() {
 }
 
 fn a_silent_tls_client_is_dropped_at_the_handshake_deadline_scenario() {
-    let identity = native_tls::Identity::from_pkcs8(
+    let tls = ServerTls::from_pem(
         include_bytes!("tls/localhost.pem"),
         include_bytes!("tls/localhost.key"),
     )
-    .expect("identity");
-    let acceptor = native_tls::TlsAcceptor::new(identity).expect("acceptor");
+    .expect("server identity");
     let server = ServerSocket::new();
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
@@ -117,7 +118,7 @@ fn a_silent_tls_client_is_dropped_at_the_handshake_deadline_scenario() {
         ws.add_event_listener(Event::CLOSE, move |_e: &Event| {
             let _ = t.lock().unwrap_or_else(|p| p.into_inner()).send(());
         });
-        ws.start_server_tls(e.socket(), acceptor.clone())
+        ws.start_server_tls(e.socket(), &tls)
             .expect("start_server_tls");
         std::mem::forget(ws); // the connection's thread owns its end
     });

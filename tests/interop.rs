@@ -21,8 +21,8 @@
 mod support;
 
 use airws::{
-    Config, Event, EventDispatcher, SecurityErrorEvent, ServerSocket, ServerSocketConnectEvent,
-    WebSocket, WebSocketEvent,
+    ClientTls, Config, Event, EventDispatcher, SecurityErrorEvent, ServerSocket,
+    ServerSocketConnectEvent, WebSocket, WebSocketEvent,
 };
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -573,15 +573,8 @@ fn wss_to_python_trusted_through_certificate_error_prevent_default() {
 fn wss_to_python_trusted_through_a_configured_ca() {
     let (mut server, port) = python_tls_server();
     let pem = std::fs::read(tls_file("ca.pem")).expect("read ca.pem");
-    let ca = native_tls::Certificate::from_pem(&pem).expect("CA");
-    let ws = WebSocket::with_config(
-        Config::default().tls_connector(
-            native_tls::TlsConnector::builder()
-                .add_root_certificate(ca)
-                .build()
-                .expect("connector"),
-        ),
-    );
+    let tls = ClientTls::new().add_root_certificate_pem(&pem).expect("CA");
+    let ws = WebSocket::with_config(Config::default().client_tls(tls));
     let rx = record(&ws);
     // By IP address: the certificate names 127.0.0.1 too.
     ws.connect(&format!("wss://127.0.0.1:{port}/"), &["chat"])

@@ -2,14 +2,20 @@
 //! README for how they were made): verification is on by default, a refused
 //! certificate is a cancelable `certificateError`, `prevent_default()` lets
 //! the connection go on, a configured CA is trusted without any event, a
-//! host name mismatch is a certificate error, a peer that does not speak TLS
-//! is a `securityError` (or an `ioError` when it just hangs up), and a send
-//! from another thread never waits for the read loop inside the TLS session.
+//! host name mismatch is a certificate error, the `danger_` options skip
+//! the checks they name, a server identity from PEM or PKCS#12 serves wss,
+//! a client identity reaches a server that requires one (also on the
+//! unverified retry after a `certificateError`), a peer that does not speak
+//! TLS is a `securityError` (or an `ioError` when it just hangs up), and a
+//! send from another thread never waits for the read loop inside the TLS
+//! session.
 
 mod support;
 
-use airws::{Config, Event, EventDispatcher, SecurityErrorEvent, WebSocket, WebSocketEvent};
-use native_tls::{Certificate, Identity, TlsAcceptor, TlsConnector};
+use airws::{
+    ClientTls, Config, Event, EventDispatcher, SecurityErrorEvent, ServerTls, WebSocket,
+    WebSocketEvent,
+};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,28 +28,38 @@ const LOCALHOST_CERT: &[u8] = include_bytes!("tls/localhost.pem");
 const LOCALHOST_KEY: &[u8] = include_bytes!("tls/localhost.key");
 const WRONG_HOST_CERT: &[u8] = include_bytes!("tls/wrong-host.pem");
 const WRONG_HOST_KEY: &[u8] = include_bytes!("tls/wrong-host.key");
+const LOCALHOST_P12: &[u8] = include_bytes!("tls/localhost.p12");
+const LOCALHOST_P12_PASSWORD: &str = "airws test";
 
 /// How long a send from another thread may take while the reader waits.
 const SEND_WAIT: Duration = Duration::from_secs(5);
 
-fn acceptor(cert: &[u8], key: &[u8]) -> TlsAcceptor {
-    let identity = Identity::from_pkcs8(cert, key).expect("test identity");
-    TlsAcceptor::new(identity).expect("TLS acceptor")
+fn server_tls(cert: &[u8], key: &[u8]) -> ServerTls {
+    ServerTls::from_pem(cert, key).expect("test identity")
 }
 
-fn localhost_acceptor() -> TlsAcceptor {
-    acceptor(LOCALHOST_CERT, LOCALHOST_KEY)
+fn localhost_tls() -> ServerTls {
+    server_tls(LOCALHOST_CERT, LOCALHOST_KEY)
+}
+
+/// `native-tls`'s own acceptor with the localhost identity, for the servers
+/// written by hand here.
+fn localhost_acceptor() -> native_tls::TlsAcceptor {
+    let identity =
+        native_tls::Identity::from_pkcs8(LOCALHOST_CERT, LOCALHOST_KEY).expect("test identity");
+    native_tls::TlsAcceptor::new(identity).expect("TLS acceptor")
+}
+
+/// Client settings that trust the test CA (and keep host name checks).
+fn trusting_tls() -> ClientTls {
+    ClientTls::new()
+        .add_root_certificate_pem(CA)
+        .expect("test CA")
 }
 
 /// A client config that trusts the test CA (and keeps host name checks).
 fn trusting_config() -> Config {
-    let ca = Certificate::from_pem(CA).expect("test CA");
-    Config::default().tls_connector(
-        TlsConnector::builder()
-            .add_root_certificate(ca)
-            .build()
-            .expect("TLS connector"),
-    )
+    Config::default().client_tls(trusting_tls())
 }
 
 fn wss_url(host: &str, port: u16) -> String {
@@ -101,7 +117,7 @@ fn server_events(server: &EchoServer, for_ms: u64) -> Vec<Seen> {
 
 #[test]
 fn certificate_error_not_prevented_never_connects_and_closes_with_1015() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let ws = WebSocket::new(); // the system's roots: the test CA is unknown
     let rx = record(&ws);
     let counts = CertificateErrors::listen(&ws, false);
@@ -161,7 +177,7 @@ fn certificate_error_not_prevented_never_connects_and_closes_with_1015() {
 
 #[test]
 fn certificate_error_prevented_connects_and_echo_works() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let (ws, counts, rx) = wss_client_allowing_certificates(server.port);
     let first = next(&rx);
     assert!(matches!(first, Seen::Certificate(_)), "{first:?}");
@@ -191,39 +207,107 @@ fn certificate_error_prevented_connects_and_echo_works() {
     nothing_more(&rx, 100); // no close event for a local close
 }
 
+/// A client with `config` connects to `server` at `host` without a
+/// `certificateError`, exchanges messages and closes with its own code. The
+/// server saw this one connection only: no TLS attempt failed before it.
+fn connects_without_a_certificate_error(server: &EchoServer, config: Config, host: &str) {
+    let ws = WebSocket::with_config(config);
+    let counts = CertificateErrors::listen(&ws, false);
+    let rx = record(&ws);
+    ws.connect(&wss_url(host, server.port), &[])
+        .expect("connect");
+    assert_eq!(next(&rx), Seen::Connect, "{host}");
+    assert_eq!(server.next().1, Seen::Connect, "{host}: one connection");
+    ws.send_message(WebSocket::FMT_BINARY, vec![1u8, 2, 3])
+        .expect("send");
+    assert_eq!(next(&rx), Seen::Binary(vec![1, 2, 3]));
+    ws.send_message(WebSocket::FMT_TEXT, "bye").expect("send");
+    assert_eq!(next(&rx), Seen::Text("bye".into()));
+    // The client closes with its own code; the server sees it.
+    ws.close(4001).expect("close");
+    assert_eq!(
+        server.wait_for(|s| matches!(s, Seen::Close(_))),
+        Seen::Close(4001),
+        "{host}"
+    );
+    assert!(ws.wait_closed(WAIT));
+    assert_eq!(ws.close_reason(), 4001);
+    nothing_more(&rx, 100);
+    assert_eq!(counts.seen(), 0, "{host}: no certificateError");
+}
+
 #[test]
 fn configured_ca_is_trusted_without_a_certificate_error() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     for host in ["localhost", "127.0.0.1"] {
-        let ws = WebSocket::with_config(trusting_config());
-        let counts = CertificateErrors::listen(&ws, false);
-        let rx = record(&ws);
-        ws.connect(&wss_url(host, server.port), &[])
-            .expect("connect");
-        assert_eq!(next(&rx), Seen::Connect, "{host}");
-        ws.send_message(WebSocket::FMT_BINARY, vec![1u8, 2, 3])
-            .expect("send");
-        assert_eq!(next(&rx), Seen::Binary(vec![1, 2, 3]));
-        ws.send_message(WebSocket::FMT_TEXT, "bye").expect("send");
-        assert_eq!(next(&rx), Seen::Text("bye".into()));
-        // The client closes with its own code; the server sees it.
-        ws.close(4001).expect("close");
-        assert_eq!(
-            server.wait_for(|s| matches!(s, Seen::Close(_))),
-            Seen::Close(4001),
-            "{host}"
-        );
-        assert!(ws.wait_closed(WAIT));
-        assert_eq!(ws.close_reason(), 4001);
-        nothing_more(&rx, 100);
-        assert_eq!(counts.seen(), 0, "{host}: no certificateError");
+        connects_without_a_certificate_error(&server, trusting_config(), host);
+        // Without the system's roots, the test CA alone.
+        let alone = trusting_tls().system_roots(false);
+        connects_without_a_certificate_error(&server, Config::default().client_tls(alone), host);
     }
+}
+
+#[test]
+fn without_the_system_roots_nothing_is_trusted_but_the_added_roots() {
+    // A server the system's roots do not know either way: with no root at
+    // all, its certificate is still checked, and refused.
+    let server = EchoServer::tls(localhost_tls());
+    let ws =
+        WebSocket::with_config(Config::default().client_tls(ClientTls::new().system_roots(false)));
+    let rx = record(&ws);
+    ws.connect(&wss_url("localhost", server.port), &[])
+        .expect("connect");
+    assert!(matches!(next(&rx), Seen::Certificate(_)));
+    assert_eq!(next(&rx), Seen::Close(1015));
+}
+
+#[test]
+fn a_server_identity_from_pkcs12_serves_wss() {
+    let tls = ServerTls::from_pkcs12(LOCALHOST_P12, LOCALHOST_P12_PASSWORD).expect("PKCS#12");
+    let server = EchoServer::tls(tls);
+    connects_without_a_certificate_error(&server, trusting_config(), "localhost");
+}
+
+#[test]
+fn danger_accept_invalid_certs_connects_without_a_certificate_error() {
+    // The system's roots do not know the test CA; the certificate is taken
+    // anyway, on the first connection.
+    let server = EchoServer::tls(localhost_tls());
+    let tls = ClientTls::new().danger_accept_invalid_certs(true);
+    connects_without_a_certificate_error(&server, Config::default().client_tls(tls), "localhost");
+    // Nor is the host name checked then.
+    let server = EchoServer::tls(server_tls(WRONG_HOST_CERT, WRONG_HOST_KEY));
+    let tls = ClientTls::new().danger_accept_invalid_certs(true);
+    connects_without_a_certificate_error(&server, Config::default().client_tls(tls), "localhost");
+}
+
+#[test]
+fn danger_accept_invalid_hostnames_skips_the_name_check_only() {
+    // Signed by the trusted CA for wrong.example: the name is not checked.
+    let server = EchoServer::tls(server_tls(WRONG_HOST_CERT, WRONG_HOST_KEY));
+    let tls = trusting_tls().danger_accept_invalid_hostnames(true);
+    connects_without_a_certificate_error(&server, Config::default().client_tls(tls), "localhost");
+    // The chain still is: without the CA, a certificateError.
+    let tls = ClientTls::new().danger_accept_invalid_hostnames(true);
+    let ws = WebSocket::with_config(Config::default().client_tls(tls));
+    let rx = record(&ws);
+    ws.connect(&wss_url("localhost", server.port), &[])
+        .expect("connect");
+    match next(&rx) {
+        Seen::Certificate(text) => {
+            if cfg!(target_os = "linux") {
+                assert!(!text.contains("hostname mismatch"), "{text}");
+            }
+        }
+        other => panic!("expected certificateError, got {other:?}"),
+    }
+    assert_eq!(next(&rx), Seen::Close(1015));
 }
 
 #[test]
 fn host_name_mismatch_is_a_certificate_error() {
     // Signed by the trusted CA, but for wrong.example only.
-    let server = EchoServer::tls(acceptor(WRONG_HOST_CERT, WRONG_HOST_KEY));
+    let server = EchoServer::tls(server_tls(WRONG_HOST_CERT, WRONG_HOST_KEY));
     let ws = WebSocket::with_config(trusting_config());
     let rx = record(&ws);
     ws.connect(&wss_url("localhost", server.port), &[])
@@ -361,7 +445,7 @@ fn concurrent_senders_over_tls_interleave_whole_messages() {
     // whole, and each thread's messages in order.
     const THREADS: u8 = 4;
     const EACH: u8 = 20;
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let ws = WebSocket::with_config(trusting_config());
     let rx = record(&ws);
     ws.connect(&wss_url("localhost", server.port), &[])
@@ -552,7 +636,7 @@ fn a_server_that_hangs_up_during_tls_is_an_io_error() {
 
 #[test]
 fn a_plain_client_at_a_wss_server_is_refused_with_1015_on_the_server() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let ws = WebSocket::new();
     let rx = record(&ws);
     ws.connect(&format!("ws://127.0.0.1:{}/", server.port), &[])
@@ -574,7 +658,7 @@ fn a_plain_client_at_a_wss_server_is_refused_with_1015_on_the_server() {
 fn a_raw_plain_request_at_a_wss_server_gets_no_http_answer() {
     // The server must not answer in clear: whatever comes back is TLS (an
     // alert record starts with 0x15) or nothing.
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
     tcp.set_read_timeout(Some(WAIT)).expect("timeout");
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -591,7 +675,7 @@ fn a_raw_plain_request_at_a_wss_server_gets_no_http_answer() {
 
 #[test]
 fn server_side_tls_echoes_formats_and_a_server_close_reaches_the_client() {
-    let server = EchoServer::tls(localhost_acceptor());
+    let server = EchoServer::tls(localhost_tls());
     let ws = WebSocket::with_config(trusting_config());
     let formats = Arc::new(Mutex::new(Vec::new()));
     let f = formats.clone();
@@ -628,4 +712,166 @@ fn server_side_tls_echoes_formats_and_a_server_close_reaches_the_client() {
     assert!(server_ws[0].wait_closed(WAIT));
     assert_eq!(server_ws[0].close_reason(), 4002);
     nothing_more(&rx, 100);
+}
+
+/// A client identity reaches a server that requires one. `native-tls`'s
+/// acceptor cannot ask for a client certificate, so the server here is
+/// OpenSSL's own (the backend of `native-tls` on Linux).
+#[cfg(target_os = "linux")]
+mod client_certificates {
+    use super::*;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
+    use openssl::x509::X509;
+
+    /// What the server's TLS handshake of one connection gave: the common
+    /// name of the client's certificate, or why it failed.
+    type Accepted = Result<String, String>;
+
+    /// A wss server on 127.0.0.1 that requires a client certificate and
+    /// accepts any (the tests present the localhost certificate, whose
+    /// extended key usage is for servers). After the upgrade it sends the
+    /// certificate's common name as a text message and closes with 1000.
+    /// Serves at most `max` connections, within the wait.
+    fn server_requiring_a_client_certificate(max: usize) -> (u16, mpsc::Receiver<Accepted>) {
+        let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
+        builder
+            .set_private_key(&PKey::private_key_from_pem(LOCALHOST_KEY).expect("key"))
+            .expect("set key");
+        builder
+            .set_certificate(&X509::from_pem(LOCALHOST_CERT).expect("certificate"))
+            .expect("set certificate");
+        builder.set_verify_callback(
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+            |_, _| true,
+        );
+        let acceptor = builder.build();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let deadline = Instant::now() + WAIT;
+            let mut served = 0;
+            while served < max && Instant::now() < deadline {
+                let tcp = match listener.accept() {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                served += 1;
+                let _ = tcp.set_nonblocking(false);
+                let _ = tcp.set_read_timeout(Some(WAIT));
+                let mut tls = match acceptor.accept(tcp) {
+                    Ok(tls) => tls,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        continue;
+                    }
+                };
+                let name = tls
+                    .ssl()
+                    .peer_certificate()
+                    .and_then(|cert| {
+                        let entry = cert.subject_name().entries_by_nid(Nid::COMMONNAME).next()?;
+                        entry.data().to_string().ok()
+                    })
+                    .unwrap_or_default();
+                let _ = tx.send(Ok(name.clone()));
+                answer_upgrade(&mut tls);
+                let mut frames = vec![0x81, name.len() as u8];
+                frames.extend_from_slice(name.as_bytes());
+                frames.extend_from_slice(&[0x88, 2, 0x03, 0xE8]); // close, 1000
+                tls.write_all(&frames).expect("message and close");
+                // The client's close frame, then the server closes first.
+                let mut reply = [0u8; 64];
+                let _ = tls.read(&mut reply);
+                let _ = tls.shutdown();
+            }
+        });
+        (port, rx)
+    }
+
+    fn accepted(rx: &mpsc::Receiver<Accepted>) -> Accepted {
+        rx.recv_timeout(WAIT)
+            .expect("a TLS handshake on the server")
+    }
+
+    /// The client side of a connection that worked: the server's message
+    /// (the client certificate's name), then its close.
+    fn assert_served(rx: &mpsc::Receiver<Seen>) {
+        assert_eq!(next(rx), Seen::Connect);
+        assert_eq!(next(rx), Seen::Text("localhost".into()));
+        assert_eq!(next(rx), Seen::Close(1000));
+    }
+
+    fn with_identity(tls: ClientTls) -> Config {
+        let tls = tls
+            .identity_pem(LOCALHOST_CERT, LOCALHOST_KEY)
+            .expect("client identity");
+        Config::default().client_tls(tls)
+    }
+
+    #[test]
+    fn a_client_identity_is_presented_to_a_server_that_requires_one() {
+        let (port, server) = server_requiring_a_client_certificate(1);
+        let ws = WebSocket::with_config(with_identity(trusting_tls()));
+        let rx = record(&ws);
+        ws.connect(&wss_url("localhost", port), &[])
+            .expect("connect");
+        assert_eq!(accepted(&server), Ok("localhost".to_owned()));
+        assert_served(&rx);
+
+        // From PKCS#12 too.
+        let (port, server) = server_requiring_a_client_certificate(1);
+        let tls = trusting_tls()
+            .identity_pkcs12(LOCALHOST_P12, LOCALHOST_P12_PASSWORD)
+            .expect("client identity");
+        let ws = WebSocket::with_config(Config::default().client_tls(tls));
+        let rx = record(&ws);
+        ws.connect(&wss_url("localhost", port), &[])
+            .expect("connect");
+        assert_eq!(accepted(&server), Ok("localhost".to_owned()));
+        assert_served(&rx);
+    }
+
+    #[test]
+    fn without_an_identity_the_server_refuses_the_client() {
+        // The control for the tests above: the server does require one.
+        let (port, server) = server_requiring_a_client_certificate(1);
+        let ws = WebSocket::with_config(trusting_config());
+        let rx = record(&ws);
+        ws.connect(&wss_url("localhost", port), &[])
+            .expect("connect");
+        let refused = accepted(&server).expect_err("no client certificate");
+        assert!(refused.contains("certificate"), "{refused}");
+        let ending = next(&rx);
+        assert!(
+            !matches!(ending, Seen::Connect | Seen::Certificate(_)),
+            "{ending:?}"
+        );
+        assert!(ws.wait_closed(WAIT));
+    }
+
+    #[test]
+    fn the_retry_after_a_certificate_error_keeps_the_client_identity() {
+        // The system's roots do not know the server's CA: the first
+        // connection fails its check, the second (unchecked) one asks the
+        // listener, which allows it, and presents the same identity.
+        let (port, server) = server_requiring_a_client_certificate(2);
+        let ws = WebSocket::with_config(with_identity(ClientTls::new()));
+        let counts = CertificateErrors::listen(&ws, true);
+        let rx = record(&ws);
+        ws.connect(&wss_url("localhost", port), &[])
+            .expect("connect");
+        let first = accepted(&server);
+        assert!(first.is_err(), "the checked attempt was refused: {first:?}");
+        assert_eq!(accepted(&server), Ok("localhost".to_owned()));
+        assert!(matches!(next(&rx), Seen::Certificate(_)));
+        assert_served(&rx);
+        assert_eq!(counts.seen(), 1);
+    }
 }

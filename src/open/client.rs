@@ -172,11 +172,11 @@ impl Session {
         deadline: Instant,
         dial: impl Fn() -> Result<Arc<TcpStream>, OpenFailure>,
     ) -> Result<Transport, OpenFailure> {
-        let connector = match &self.config().tls_connector {
-            Some(c) => c.clone(),
-            None => native_tls::TlsConnector::new()
-                .map_err(|e| OpenFailure::Tls(format!("TLS is not available: {e}")))?,
-        };
+        let connector = self
+            .config()
+            .client_tls
+            .connector()
+            .map_err(|e| OpenFailure::Tls(format!("TLS is not available: {e}")))?;
         let first = drive_handshake(
             connector.connect(&target.host, MemIo::default()),
             &tcp,
@@ -228,8 +228,9 @@ impl Session {
     }
 
     /// Was the certificate the only problem? Tries again without checking
-    /// it; if that works, a cancelable `certificateError` is dispatched, and
-    /// the unchecked session is used only when a listener called
+    /// it (the same `ClientTls` otherwise: its identity is presented again);
+    /// if that works, a cancelable `certificateError` is dispatched, and the
+    /// unchecked session is used only when a listener called
     /// `prevent_default()`.
     fn certificate_retry(
         &self,
@@ -242,10 +243,11 @@ impl Session {
             "TLS certificate of {}:{} rejected: {err}",
             target.host, target.port
         );
-        let retry = native_tls::TlsConnector::builder()
-            .danger_accept_invalid_certs(true)
-            .danger_accept_invalid_hostnames(true)
-            .build()
+        let retry = self
+            .config()
+            .client_tls
+            .unverified()
+            .connector()
             .ok()
             .and_then(|insecure| {
                 let tcp2 = dial().ok()?;

@@ -12,6 +12,7 @@ use crate::event::HttpRequestEvent;
 use crate::proto::handshake::{self, Request};
 use crate::proto::Role;
 use crate::session::Session;
+use crate::tls::ServerTls;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
 use std::io;
 use std::net::{Shutdown, TcpStream};
@@ -20,12 +21,12 @@ use std::time::{Duration, Instant};
 
 impl Session {
     /// The connection's thread of a server: opens the connection, then runs it.
-    pub(crate) fn run_server(self, tcp: TcpStream, acceptor: Option<native_tls::TlsAcceptor>) {
+    pub(crate) fn run_server(self, tcp: TcpStream, tls: Option<ServerTls>) {
         let tcp = Arc::new(tcp);
         let peer = tcp
             .peer_addr()
             .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
-        let opened = self.open_server(tcp, &peer, acceptor);
+        let opened = self.open_server(tcp, &peer, tls.as_ref());
         self.run_opened(opened);
     }
 
@@ -34,7 +35,7 @@ impl Session {
         &self,
         tcp: Arc<TcpStream>,
         peer: &str,
-        acceptor: Option<native_tls::TlsAcceptor>,
+        tls: Option<&ServerTls>,
     ) -> Result<Opened, OpenFailure> {
         if !self.register_pending(&tcp) {
             return Err(OpenFailure::Aborted);
@@ -45,7 +46,7 @@ impl Session {
         // A client that sends its handshake slowly (slowloris) is dropped
         // when this passes, however often it sends a byte.
         let deadline = Instant::now() + self.config().handshake_timeout;
-        let transport = accept_tls(tcp, peer, acceptor, deadline)?;
+        let transport = accept_tls(tcp, peer, tls, deadline)?;
         let conn = Arc::new(Conn::new(Role::Server, transport, self.settings()));
         let (request, leftover) = self.read_request(&conn, peer, deadline)?;
         let Some(chosen) = self.with_current(|st| {
@@ -121,17 +122,17 @@ impl Session {
     }
 }
 
-/// The TLS handshake with `acceptor` (wss), or the plain socket (ws).
+/// The TLS handshake with `tls` (wss), or the plain socket (ws).
 fn accept_tls(
     tcp: Arc<TcpStream>,
     peer: &str,
-    acceptor: Option<native_tls::TlsAcceptor>,
+    tls: Option<&ServerTls>,
     deadline: Instant,
 ) -> Result<Transport, OpenFailure> {
-    let Some(acceptor) = acceptor else {
+    let Some(tls) = tls else {
         return Ok(Transport::plain(tcp));
     };
-    match drive_handshake(acceptor.accept(MemIo::default()), &tcp, deadline) {
+    match drive_handshake(tls.acceptor().accept(MemIo::default()), &tcp, deadline) {
         Ok(session) => Ok(Transport::tls(tcp, session)),
         Err(TlsFailure::NotTls(start)) => {
             let _ = tcp.shutdown(Shutdown::Both);

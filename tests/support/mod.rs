@@ -6,7 +6,7 @@
 
 use airws::{
     Config, Event, EventDispatcher, EventType, IOErrorEvent, SecurityErrorEvent, ServerSocket,
-    ServerSocketConnectEvent, WebSocket, WebSocketEvent,
+    ServerSocketConnectEvent, ServerTls, WebSocket, WebSocketEvent,
 };
 use base64::Engine as _;
 use std::collections::HashMap;
@@ -666,16 +666,12 @@ impl EchoServer {
         EchoServer::serve(config, protocol, None)
     }
 
-    /// A wss echo server: each accepted socket runs TLS with `acceptor` first.
-    pub fn tls(acceptor: native_tls::TlsAcceptor) -> EchoServer {
-        EchoServer::serve(Config::default, "", Some(acceptor))
+    /// A wss echo server: each accepted socket runs TLS with `tls` first.
+    pub fn tls(tls: ServerTls) -> EchoServer {
+        EchoServer::serve(Config::default, "", Some(tls))
     }
 
-    fn serve(
-        config: fn() -> Config,
-        protocol: &'static str,
-        acceptor: Option<native_tls::TlsAcceptor>,
-    ) -> EchoServer {
+    fn serve(config: fn() -> Config, protocol: &'static str, tls: Option<ServerTls>) -> EchoServer {
         let (tx, rx) = mpsc::channel::<(u64, Seen)>();
         let tx = Arc::new(Mutex::new(tx));
         let sockets: Arc<Mutex<HashMap<u64, WebSocket>>> = Arc::default();
@@ -712,9 +708,9 @@ impl EchoServer {
             map.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id, ws.clone());
-            match &acceptor {
-                Some(a) => ws
-                    .start_server_tls(e.socket(), a.clone())
+            match &tls {
+                Some(tls) => ws
+                    .start_server_tls(e.socket(), tls)
                     .expect("start_server_tls"),
                 None => ws.start_server(e.socket()).expect("start_server"),
             }

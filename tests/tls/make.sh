@@ -3,6 +3,8 @@
 #   ca.pem                  a test CA (its key is thrown away)
 #   localhost.pem / .key    leaf for DNS:localhost and IP:127.0.0.1, signed by the CA
 #   wrong-host.pem / .key   leaf for DNS:wrong.example only, signed by the CA
+#   localhost.p12           the localhost key, its certificate and the CA in
+#                           PKCS#12, password "airws test"
 # Keys are RSA 2048 in PKCS#8 PEM, as native_tls::Identity::from_pkcs8 wants.
 # Validity: 2000-01-01 to 2126-01-01, fixed rather than "from now", so that a
 # machine whose clock is behind the one that made them still accepts them
@@ -64,4 +66,10 @@ leaf() {
 }
 leaf localhost localhost
 leaf wrong-host wrong.example
-chmod 644 ./*.pem ./*.key
+
+# The localhost identity as PKCS#12, with the algorithms every native-tls
+# backend reads (3DES and a SHA-1 MAC rather than OpenSSL 3's AES default).
+openssl pkcs12 -export -in localhost.pem -inkey localhost.key -certfile ca.pem \
+  -name localhost -passout 'pass:airws test' \
+  -keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -macalg sha1 -out localhost.p12
+chmod 644 ./*.pem ./*.key ./*.p12
