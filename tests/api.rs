@@ -799,6 +799,55 @@ fn connect_a_101_with_a_wrong_accept_key_is_a_refusal_saying_why() {
     assert!(text.contains("Sec-WebSocket-Accept"), "{text}");
 }
 
+#[test]
+fn a_websocket_reconnected_from_its_own_close_listener_connects_again() {
+    let raw = RawServer::new();
+    let url = raw.url();
+    let ws = WebSocket::new();
+    let connects = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let counted = connects.clone();
+    ws.add_event_listener(Event::CONNECT, move |e: &Event| {
+        let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(ws) = e.target::<WebSocket>() {
+            ws.send_message(WebSocket::FMT_TEXT, format!("connection {n}"))
+                .ok();
+        }
+    });
+    let again = url.clone();
+    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
+        if let Some(ws) = e.target::<WebSocket>() {
+            let result = ws.connect(&again, &[]).map_err(|e| e.to_string());
+            let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(result);
+        }
+    });
+    ws.connect(&url, &[]).expect("connect");
+    // The first connection: the server closes it.
+    let (mut first, _) = raw.accept();
+    assert_eq!(first.read_message(), (OP_TEXT, b"connection 1".to_vec()));
+    first.close(4000, "");
+    assert_eq!(first.read_close().close_code(), Some(4000));
+    drop(first);
+    assert_eq!(
+        rx.recv_timeout(WAIT).expect("the close listener ran"),
+        Ok(()),
+        "connect() from the close listener"
+    );
+    // The second connection, opened by the close listener.
+    let (mut second, _) = raw.accept();
+    assert_eq!(second.read_message(), (OP_TEXT, b"connection 2".to_vec()));
+    assert_eq!(connects.load(Ordering::SeqCst), 2);
+    ws.close(WebSocket::CLOSE_NORMAL).expect("close");
+    assert_eq!(second.read_close().close_code(), Some(1000));
+    second.close(1000, "");
+    assert!(ws.wait_closed(WAIT));
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "no close event after the local close"
+    );
+}
+
 // ------------------------------------------------------------ threads
 
 #[test]

@@ -1,0 +1,133 @@
+//! No leak in the natural pattern: a server written the README's way (the
+//! AIR pattern of `examples/echo_server.rs`: a map of open `WebSocket`s,
+//! listeners that reply through the event's target) accepts 2 000
+//! connections, and once they have closed its threads and its heap are
+//! back to their baseline. (Its own test binary with one test, so that the
+//! thread count and the heap measured by the counting allocator below are
+//! this test's alone.)
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use support::*;
+
+/// The system allocator, counting the bytes in use.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator with the same
+// arguments; the counter only observes sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The server of the README, as `examples/echo_server.rs` has it.
+#[allow(dead_code)]
+#[path = "../examples/echo_server.rs"]
+mod echo_server;
+
+const CONNECTIONS: usize = 2_000;
+/// Connections open at once.
+const BATCH: usize = 100;
+
+/// `n` clients, `BATCH` at a time: each sends a message, checks its echo,
+/// closes, and sees the server end the connection.
+fn run_clients(port: u16, n: usize) {
+    let mut done = 0;
+    while done < n {
+        let batch = BATCH.min(n - done);
+        let clients: Vec<_> = (0..batch)
+            .map(|i| {
+                std::thread::Builder::new()
+                    .stack_size(128 << 10)
+                    .spawn(move || {
+                        let (mut peer, _) = raw_client(port, "");
+                        let text = format!("message {i}");
+                        peer.text(&text);
+                        let (op, data) = peer.read_message();
+                        assert_eq!((op, data), (OP_TEXT, text.into_bytes()));
+                        peer.close(1000, "");
+                        assert_eq!(peer.read_close().close_code(), Some(1000));
+                        assert!(peer.sees_eof(), "the server closes TCP");
+                    })
+                    .expect("spawn a client")
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("a client failed");
+        }
+        done += batch;
+    }
+}
+
+#[test]
+fn a_server_written_the_readme_way_returns_to_its_baseline_after_2000_connections() {
+    let server = echo_server::listen("127.0.0.1:0".parse().expect("address")).expect("listen");
+    let port = server.local_port();
+    // A first round brings in what the process keeps once (thread-locals of
+    // the standard library, the allocator's and the resolver's state).
+    run_clients(port, BATCH);
+    let threads = library_threads().len();
+    assert!(
+        eventually(|| library_threads().len() <= threads),
+        "threads after the first round"
+    );
+    let heap = LIVE.load(Ordering::SeqCst);
+
+    run_clients(port, CONNECTIONS);
+
+    let back = eventually(|| library_threads().len() <= threads);
+    assert!(
+        back,
+        "{} library threads after {CONNECTIONS} closed connections, {threads} before",
+        library_threads().len()
+    );
+    // Every connection's thread has ended; what is left of the heap must be
+    // what was there before, give or take a little (a leak of 100 bytes per
+    // connection would be 200 000).
+    let mut grown = 0;
+    let settled = eventually(|| {
+        grown = LIVE.load(Ordering::SeqCst) - heap;
+        grown < 16 << 10
+    });
+    assert!(
+        settled,
+        "the heap grew by {grown} bytes over {CONNECTIONS} closed connections"
+    );
+    server.close();
+}
