@@ -162,8 +162,7 @@ impl Conn {
             st.proto
                 .send_frame(opcode, payload, true)
                 .map_err(send_error)?;
-            if payload.len() <= COALESCE_LIMIT
-                && self.cork.load(Ordering::Relaxed)
+            if self.cork.load(Ordering::Relaxed)
                 && st.proto.queued_len() < CORK_LIMIT
                 && self.is_reader_thread()
             {
@@ -173,7 +172,6 @@ impl Conn {
         }
         // One frame or several, each written from the caller's buffer: a
         // server's as it is, a client's masked a piece at a time.
-        st = self.wait_for_turn(st, false)?;
         let mut rest = payload;
         let mut op = opcode;
         loop {
@@ -190,11 +188,12 @@ impl Conn {
     }
 
     /// Waits until a new data message may begin (no other one is being
-    /// sent in fragments); a control frame need not wait.
+    /// sent in fragments); `in_turn` (a control frame, or a further
+    /// fragment of the caller's own message) need not wait.
     fn wait_for_turn<'a>(
         &'a self,
         mut st: MutexGuard<'a, Locked>,
-        control: bool,
+        in_turn: bool,
     ) -> Result<MutexGuard<'a, Locked>, Error> {
         loop {
             if let Some(kind) = st.broken {
@@ -203,7 +202,7 @@ impl Conn {
             if st.proto.close_sent() {
                 return Err(send_error(SendError::Closing));
             }
-            if control || !st.proto.sending_message() {
+            if in_turn || !st.proto.sending_message() {
                 return Ok(st);
             }
             st = self.wait(st);
@@ -247,7 +246,9 @@ impl Conn {
     }
 
     /// Writes a frame whose payload is the caller's buffer (after what is
-    /// queued before it), as the writer.
+    /// queued before it), as the writer. A message's first frame also
+    /// waits for its turn: the writer role is released between two
+    /// fragments of another message, which must not be interleaved.
     fn write_direct<'a>(
         &'a self,
         mut st: MutexGuard<'a, Locked>,
@@ -255,11 +256,13 @@ impl Conn {
         payload: &[u8],
         fin: bool,
     ) -> Result<MutexGuard<'a, Locked>, Error> {
-        while st.writing && st.broken.is_none() {
+        let first = opcode != OP_CONTINUATION;
+        loop {
+            st = self.wait_for_turn(st, !first)?;
+            if !st.writing {
+                break;
+            }
             st = self.wait(st);
-        }
-        if let Some(kind) = st.broken {
-            return Err(Error::Io(kind.into()));
         }
         let header = st
             .proto
@@ -287,9 +290,8 @@ impl Conn {
             if st.broken.is_some() {
                 break;
             }
-            let tls_output =
-                direct.is_none() && !st.proto.has_transmit() && self.transport.has_pending_output();
-            if direct.is_none() && !st.proto.has_transmit() && !tls_output {
+            if direct.is_none() && !st.proto.has_transmit() && !self.transport.has_pending_output()
+            {
                 break;
             }
             buf.clear();
