@@ -185,7 +185,8 @@ impl UpgradeRefusal {
         self.status
     }
 
-    /// The status line's reason phrase ("Forbidden"), as the server wrote it.
+    /// The status line's reason phrase ("Forbidden"), as the server wrote
+    /// it; empty for a 101 that is not a valid upgrade.
     pub fn reason(&self) -> &str {
         &self.reason
     }

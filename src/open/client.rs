@@ -46,52 +46,38 @@ fn refusal(
     bytes: &mut Vec<u8>,
     deadline: Instant,
 ) -> UpgradeRefusal {
-    let status_line = bytes
-        .split(|&b| b == b'\n')
-        .next()
-        .map(|l| String::from_utf8_lossy(l).trim().to_owned())
-        .unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let _version = parts.next();
-    let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let reason = parts.next().unwrap_or_default().to_owned();
-    if !matches!(e, handshake::ResponseError::Status(_)) {
+    let handshake::ResponseError::Status {
+        code,
+        reason,
+        head_len,
+        content_length,
+    } = e
+    else {
         // A 101 that is not a valid upgrade (a wrong accept key, ...), or
         // no HTTP at all: say what was wrong.
-        return UpgradeRefusal::new(status, reason, e.to_string());
-    }
-    let body_start = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
-    let body = match body_start {
-        Some(from) => {
-            // No more than the body holds, when the head says how long it is.
-            let length = String::from_utf8_lossy(&bytes[..from])
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.trim()
-                        .eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(usize::MAX);
-            let until = deadline.min(Instant::now() + Duration::from_secs(1));
-            read_line_after(conn, until, bytes, from, BODY_LINE_MAX.min(length));
-            let line = bytes[from..]
-                .split(|&b| b == b'\n')
-                .next()
-                .unwrap_or_default();
-            String::from_utf8_lossy(line)
-                .trim()
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(BODY_LINE_MAX)
-                .collect()
-        }
-        None => String::new(),
+        let status = match e {
+            handshake::ResponseError::Malformed(_) | handshake::ResponseError::TooLarge => 0,
+            _ => 101,
+        };
+        return UpgradeRefusal::new(status, String::new(), e.to_string());
     };
-    UpgradeRefusal::new(status, reason, body)
+    // No more than the body holds, when the head says how long it is.
+    let max = BODY_LINE_MAX.min(content_length.unwrap_or(usize::MAX));
+    let until = deadline.min(Instant::now() + Duration::from_secs(1));
+    read_line_after(conn, until, bytes, *head_len, max);
+    let line = bytes
+        .get(*head_len..)
+        .unwrap_or_default()
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let body = String::from_utf8_lossy(line)
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(BODY_LINE_MAX)
+        .collect();
+    UpgradeRefusal::new(*code, reason.clone(), body)
 }
 
 /// The most of a refusal's body the application is given.

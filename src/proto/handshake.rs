@@ -98,8 +98,17 @@ pub enum ResponseError {
     TooLarge,
     /// Not parseable as HTTP.
     Malformed(String),
-    /// The status was not 101.
-    Status(u16),
+    /// The status was not 101: the server refused the upgrade.
+    Status {
+        /// The status code.
+        code: u16,
+        /// The reason phrase, as the server wrote it.
+        reason: String,
+        /// The length of the head: the body starts there.
+        head_len: usize,
+        /// The head's `Content-Length`, if it has a valid one.
+        content_length: Option<usize>,
+    },
     /// `Upgrade: websocket` is missing.
     NoUpgrade,
     /// `Connection: Upgrade` is missing.
@@ -117,7 +126,9 @@ impl fmt::Display for ResponseError {
         match self {
             ResponseError::TooLarge => f.write_str("the response head is too large"),
             ResponseError::Malformed(e) => write!(f, "malformed HTTP response: {e}"),
-            ResponseError::Status(s) => write!(f, "the server answered HTTP {s}, not 101"),
+            ResponseError::Status { code, .. } => {
+                write!(f, "the server answered HTTP {code}, not 101")
+            }
             ResponseError::NoUpgrade => f.write_str("the response lacks 'Upgrade: websocket'"),
             ResponseError::NoConnectionUpgrade => {
                 f.write_str("the response lacks 'Connection: Upgrade'")
@@ -169,10 +180,16 @@ pub fn parse_response(
         return Err(ResponseError::TooLarge);
     }
     let status = resp.code.unwrap_or(0);
-    if status != 101 {
-        return Err(ResponseError::Status(status));
-    }
     let headers = resp.headers;
+    if status != 101 {
+        return Err(ResponseError::Status {
+            code: status,
+            reason: resp.reason.unwrap_or_default().to_owned(),
+            head_len: len,
+            content_length: header(headers, "content-length")
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok()),
+        });
+    }
     if !header(headers, "upgrade").is_some_and(|v| has_token(v, "websocket")) {
         return Err(ResponseError::NoUpgrade);
     }
@@ -498,7 +515,12 @@ mod tests {
         let refused = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(
             parse_response(refused, RFC_KEY, &offered, 8192),
-            Err(ResponseError::Status(403))
+            Err(ResponseError::Status {
+                code: 403,
+                reason: "Forbidden".into(),
+                head_len: refused.len(),
+                content_length: Some(0),
+            })
         );
         assert_eq!(
             parse_response(&ok, RFC_KEY, &offered, 20),
