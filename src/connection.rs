@@ -13,8 +13,8 @@
 //! data message is under way at a time, so messages never interleave.
 
 use crate::deadline::DeadlineReader;
-use crate::error::Error;
-use crate::proto::connection::{Connection, Ending, SendError, Settings};
+use crate::error::{Error, Timeout};
+use crate::proto::connection::{Connection, Ending, Failure, SendError, Settings};
 use crate::proto::frame::{OP_CONTINUATION, OP_PING, OP_PONG};
 use crate::proto::mask::extend_masked;
 use crate::proto::receiver::Incoming;
@@ -197,7 +197,7 @@ impl Conn {
     ) -> Result<MutexGuard<'a, Locked>, Error> {
         loop {
             if let Some(kind) = st.broken {
-                return Err(Error::Io(kind.into()));
+                return Err(self.broken_error(kind));
             }
             if st.proto.close_sent() {
                 return Err(send_error(SendError::Closing));
@@ -222,7 +222,7 @@ impl Conn {
             if let Some(kind) = st.broken {
                 // Frames written by an earlier take went out.
                 if st.broken_take <= mine {
-                    return Err(Error::Io(kind.into()));
+                    return Err(self.broken_error(kind));
                 }
             }
             if st.takes_done >= mine {
@@ -270,7 +270,7 @@ impl Conn {
             .map_err(send_error)?;
         st = self.write_out(st, Some((header, payload)));
         match st.broken {
-            Some(kind) => Err(Error::Io(kind.into())),
+            Some(kind) => Err(self.broken_error(kind)),
             None => Ok(st),
         }
     }
@@ -386,9 +386,32 @@ impl Conn {
         let st = self.lock();
         match self.flush(st, false) {
             Ok(_) => Ok(()),
-            Err(Error::Io(e)) => Err(e),
+            Err(Error::Io { source, .. }) => Err(source),
             Err(e) => Err(io::Error::other(e.to_string())),
         }
+    }
+
+    /// What a send fails with once a write failed with `kind`: the write
+    /// timeout, or the I/O error.
+    pub(crate) fn broken_error(&self, kind: io::ErrorKind) -> Error {
+        let timeout = self.transport.socket().write_timeout().ok().flatten();
+        Error::io_or_timeout(
+            "The connection failed",
+            io::Error::from(kind),
+            Timeout::Write,
+            timeout,
+        )
+    }
+
+    /// Why a write failed, when one did.
+    pub(crate) fn write_failure(&self) -> Option<Error> {
+        let kind = self.lock().broken?;
+        Some(self.broken_error(kind))
+    }
+
+    /// Why this end failed the connection, when it did.
+    pub(crate) fn failure(&self) -> Option<Failure> {
+        self.lock().proto.failure()
     }
 
     /// The close reason code for `ending`.
@@ -442,7 +465,9 @@ fn send_error(e: SendError) -> Error {
         SendError::Closing => {
             Error::illegal("the WebSocket is closing: no message may follow the close frame")
         }
-        SendError::Random(e) => Error::Io(io::Error::other(e)),
+        SendError::Random(e) => {
+            Error::io("No random numbers for a masking key", io::Error::other(e))
+        }
         other => Error::illegal(other.to_string()),
     }
 }
@@ -554,6 +579,8 @@ pub(crate) fn read_loop(
             None => {}
         }
         match result {
+            // A failed write shut the socket down: the stream broke.
+            Ok(0) if st.broken.is_some() => st.proto.stream_failed(),
             Ok(0) => st.proto.receive_eof(),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => st.proto.handle_timeout(now),

@@ -7,6 +7,7 @@
 //! `ws.add_event_listener(WebSocketEvent::DATA, on_data)`. The constants are
 //! [`EventType`]s, not strings: a misspelt one does not compile.
 
+use crate::error::Error;
 use std::any::Any;
 use std::fmt;
 use std::net::TcpStream;
@@ -134,18 +135,11 @@ impl PartialEq<EventType> for &str {
 #[derive(Debug)]
 enum Payload {
     None,
-    IoError {
-        error_id: i32,
-        text: String,
-    },
+    IoError { error_id: i32, text: String },
     Text(String),
     Message(Message),
     Socket(Mutex<Option<TcpStream>>),
     Http(HttpExchange),
-    Refused {
-        refusal: UpgradeRefusal,
-        text: String,
-    },
 }
 
 /// Why a server refused a client's upgrade: what the `close` event of a
@@ -250,6 +244,8 @@ pub struct Event {
     default_prevented: AtomicBool,
     stopped: AtomicBool,
     payload: Payload,
+    /// Why the connection failed, for the events that report it.
+    error: Option<Box<Error>>,
     target: Mutex<Option<EventTarget>>,
 }
 
@@ -277,8 +273,15 @@ impl Event {
             default_prevented: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             payload,
+            error: None,
             target: Mutex::new(None),
         }
+    }
+
+    /// The event, carrying `error` (see [`Event::error`]).
+    pub(crate) fn with_error(mut self, error: Error) -> Event {
+        self.error = Some(Box::new(error));
+        self
     }
 
     /// The event type ([`Event::CONNECT`], [`WebSocketEvent::DATA`], ...):
@@ -353,29 +356,52 @@ impl Event {
     }
 
     /// `ioError`, `securityError`, `certificateError`: the error message;
-    /// the `close` of a refused upgrade: why ("the server refused the
-    /// upgrade: HTTP 403 Forbidden: ..."); else "".
+    /// the `close` of a connection that failed: why (for a refused upgrade
+    /// "the server refused the upgrade: HTTP 403 Forbidden: ..."); else "".
     pub fn text(&self) -> &str {
         match &self.payload {
             Payload::IoError { text, .. } | Payload::Text(text) => text,
-            Payload::Refused { text, .. } => text,
             _ => "",
         }
+    }
+
+    /// Why the connection failed, as an [`Error`] to match on: for an
+    /// `ioError` ([`Error::Io`], [`Error::Timeout`]), a `securityError`
+    /// or `certificateError` ([`Error::Tls`]), and the `close` of a
+    /// connection that this end failed or that never opened
+    /// ([`Error::Protocol`], [`Error::Timeout`], [`Error::HandshakeRefused`],
+    /// [`Error::Tls`], [`Error::Io`]). `None` for any other event, and for
+    /// the `close` of a connection that ended with a closing handshake or
+    /// that the peer dropped. Not in AIR.
+    ///
+    /// ```
+    /// # use airws::{Error, Event, EventDispatcher, IoErrorKind, WebSocket};
+    /// let ws = WebSocket::new();
+    /// ws.add_event_listener(Event::CLOSE, |e: &Event| match e.error() {
+    ///     Some(Error::HandshakeRefused(r)) => eprintln!("refused with HTTP {}", r.status()),
+    ///     Some(Error::Protocol { code, .. }) => eprintln!("the server broke a rule ({code})"),
+    ///     Some(other) => eprintln!("{other}"),
+    ///     None => {}
+    /// });
+    /// ```
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_deref()
     }
 
     /// The `close` of a connection whose upgrade the server refused: its
     /// status, reason phrase and the start of its body. `None` for any
     /// other event. Not in AIR.
     pub fn upgrade_refusal(&self) -> Option<&UpgradeRefusal> {
-        match &self.payload {
-            Payload::Refused { refusal, .. } => Some(refusal),
+        match self.error() {
+            Some(Error::HandshakeRefused(refusal)) => Some(refusal),
             _ => None,
         }
     }
 
-    /// The `close` event of a refused upgrade.
-    pub(crate) fn refused_close(refusal: UpgradeRefusal, text: String) -> Event {
-        Event::with_payload(Event::CLOSE, false, Payload::Refused { refusal, text })
+    /// The `close` event of a connection that failed with `error`: its
+    /// text is the error's message.
+    pub(crate) fn failed_close(error: Error) -> Event {
+        Event::with_payload(Event::CLOSE, false, Payload::Text(error.message())).with_error(error)
     }
 
     /// `websocketData`: [`WebSocket::FMT_TEXT`](crate::WebSocket::FMT_TEXT) or
@@ -470,6 +496,7 @@ impl fmt::Debug for Event {
             .field("cancelable", &self.cancelable)
             .field("default_prevented", &self.is_default_prevented())
             .field("payload", &self.payload)
+            .field("error", &self.error)
             .finish()
     }
 }
@@ -503,9 +530,44 @@ pub struct IOErrorEvent;
 impl IOErrorEvent {
     /// `"ioError"`: a connection could not be made or broke.
     pub const IO_ERROR: EventType = EventType::new("ioError");
-    /// AIR's error number for a socket error (`Error #2031: Socket Error`),
-    /// used for every `ioError` this crate dispatches.
+    /// AIR's error number for a socket error (`Error #2031: Socket
+    /// Error`): the `error_id` of an `ioError` whose cause has no number of
+    /// its own below.
     pub const SOCKET_ERROR_ID: i32 = 2031;
+    /// `Error #20311: Host not found`: the host name could not be resolved.
+    /// Not in AIR, which reports 2031 for every socket error.
+    pub const HOST_NOT_FOUND_ID: i32 = 20311;
+    /// `Error #20312: Connection refused`: nothing listens at that address
+    /// and port. Not in AIR.
+    pub const CONNECTION_REFUSED_ID: i32 = 20312;
+    /// `Error #20313: Timed out`: a timeout of the
+    /// [`Config`](crate::Config) passed (connect, handshake, write), or the
+    /// operating system's. Not in AIR.
+    pub const TIMED_OUT_ID: i32 = 20313;
+    /// `Error #20314: Connection reset`: the peer reset or aborted the
+    /// connection. Not in AIR.
+    pub const CONNECTION_RESET_ID: i32 = 20314;
+
+    /// Whether `error_id` is one of the socket errors above: what AS3 code
+    /// that compares `errorID` with 2031 becomes.
+    ///
+    /// ```
+    /// use airws::IOErrorEvent;
+    /// assert!(IOErrorEvent::is_socket_error(IOErrorEvent::CONNECTION_REFUSED_ID));
+    /// assert!(IOErrorEvent::is_socket_error(2031));
+    /// assert!(!IOErrorEvent::is_socket_error(2032));
+    /// ```
+    pub fn is_socket_error(error_id: i32) -> bool {
+        error_id == IOErrorEvent::SOCKET_ERROR_ID
+            || (IOErrorEvent::HOST_NOT_FOUND_ID..=IOErrorEvent::CONNECTION_RESET_ID)
+                .contains(&error_id)
+    }
+
+    /// The `ioError` reporting `error`: its text is the error's message, its
+    /// `error_id` the error's.
+    pub(crate) fn from_error(error: Error) -> Event {
+        IOErrorEvent::create(error.message(), error.error_id()).with_error(error)
+    }
 
     /// An `ioError` event with its message and error number.
     pub fn create(text: impl Into<String>, error_id: i32) -> Event {

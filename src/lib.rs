@@ -66,7 +66,7 @@ mod websocket;
 
 pub use config::{Config, MAX_MESSAGE_CEILING};
 pub use dispatcher::{EventDispatcher, Listener, ListenerId, ListenerRegistry};
-pub use error::Error;
+pub use error::{Error, IoErrorKind, Timeout};
 pub use event::{
     Event, EventTarget, EventType, Format, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent,
     ServerSocketConnectEvent, UpgradeRefusal, WebSocketEvent,

@@ -3,11 +3,13 @@
 //! `websocketData` events, and ends the connection.
 
 use crate::connection::{self, Conn};
+use crate::error::{Error, Timeout};
 use crate::event::{Event, EventTarget, IOErrorEvent, WebSocketEvent};
-use crate::proto::connection::Ending;
+use crate::proto::connection::{Ending, Failure};
 use crate::proto::receiver::Incoming;
 use crate::session::Session;
 use crate::websocket::Phase;
+use std::io;
 use std::sync::Arc;
 
 impl Session {
@@ -60,14 +62,52 @@ impl Session {
         log::debug!("connection ended: {ending:?}, close reason {reason}");
         if notify {
             if ending == Ending::Broken {
-                let cause = error.map_or_else(|| "write failed".to_owned(), |e| e.to_string());
-                self.dispatch(&IOErrorEvent::create(
-                    format!("Error #2031: Socket Error. The connection failed: {cause}"),
-                    IOErrorEvent::SOCKET_ERROR_ID,
+                self.dispatch(&IOErrorEvent::from_error(
+                    self.broken(&conn, error.as_ref()),
                 ));
             }
-            self.dispatch(&Event::new(Event::CLOSE, false));
+            self.dispatch(&self.close_event(&conn, ending, error.as_ref()));
             self.ending_dispatched();
+        }
+    }
+
+    /// Why the connection broke: the read's error, or the write's.
+    fn broken(&self, conn: &Conn, read_error: Option<&io::Error>) -> Error {
+        match read_error {
+            Some(e) => Error::io(
+                "The connection failed",
+                io::Error::new(e.kind(), e.to_string()),
+            ),
+            None => conn.write_failure().unwrap_or_else(|| {
+                Error::io("The connection failed", io::Error::other("a write failed"))
+            }),
+        }
+    }
+
+    /// The `close` event of an open connection that ended: carrying why,
+    /// when this end failed it or it broke.
+    fn close_event(&self, conn: &Conn, ending: Ending, read_error: Option<&io::Error>) -> Event {
+        let error = match ending {
+            Ending::Failed(_) => match conn.failure() {
+                Some(Failure::Violation(v)) => Some(Error::Protocol {
+                    code: v.code,
+                    message: v.reason.to_owned(),
+                }),
+                Some(Failure::IdleTimeout) => {
+                    self.config().idle_timeout.map(|after| Error::Timeout {
+                        which: Timeout::Idle,
+                        after,
+                        context: "Nothing arrived".to_owned(),
+                    })
+                }
+                _ => None,
+            },
+            Ending::Broken => Some(self.broken(conn, read_error)),
+            _ => None,
+        };
+        match error {
+            Some(error) => Event::failed_close(error),
+            None => Event::new(Event::CLOSE, false),
         }
     }
 }

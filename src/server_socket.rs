@@ -154,8 +154,9 @@ impl ServerSocket {
     /// Binds to `address` (an IP address such as `"127.0.0.1"` or `"::1"`) and
     /// `port` (0 picks a free one: read it with [`local_port`](Self::local_port)).
     ///
-    /// `ArgumentError` for an invalid address; `IllegalOperation` when already
-    /// bound; `Io` when the port cannot be bound.
+    /// [`Error::InvalidArgument`] for an invalid address;
+    /// [`Error::IllegalOperation`] when already bound; [`Error::Io`] when the
+    /// port cannot be bound.
     pub fn bind(&self, port: u16, address: &str) -> Result<(), Error> {
         let ip: IpAddr = address
             .parse()
@@ -164,14 +165,16 @@ impl ServerSocket {
         if st.local.is_some() {
             return Err(Error::illegal("bind: the socket is already bound"));
         }
-        let listener = TcpListener::bind(SocketAddr::new(ip, port))?;
-        st.local = Some(listener.local_addr()?);
+        let addr = SocketAddr::new(ip, port);
+        let context = || format!("bind: cannot bind {addr}");
+        let listener = TcpListener::bind(addr).map_err(|e| Error::io(context(), e))?;
+        st.local = Some(listener.local_addr().map_err(|e| Error::io(context(), e))?);
         st.listener = Some(listener);
         Ok(())
     }
 
     /// Starts accepting connections, each dispatched as a `connect` event.
-    /// `IllegalOperation` when not bound or already listening.
+    /// [`Error::IllegalOperation`] when not bound or already listening.
     pub fn listen(&self) -> Result<(), Error> {
         let mut st = self.shared().state();
         if st.accept.is_some() {
@@ -195,7 +198,7 @@ impl ServerSocket {
             }
             Err(e) => {
                 st.local = None;
-                Err(Error::Io(e))
+                Err(Error::io("listen: cannot start the accepting thread", e))
             }
         }
     }

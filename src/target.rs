@@ -26,25 +26,33 @@ pub(crate) struct Target {
     pub(crate) resource: String,
 }
 
+/// `connect`'s `ArgumentError` for `url`.
+fn invalid(url: &str, message: String) -> Error {
+    Error::InvalidUrl {
+        url: url.to_owned(),
+        message,
+    }
+}
+
 impl Target {
     /// Checks a `ws://` or `wss://` URL; `ArgumentError` for any other.
     pub(crate) fn parse(url: &str) -> Result<Target, Error> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| Error::argument(format!("connect: invalid URL '{url}': {e}")))?;
+        let parsed = url::Url::parse(url).map_err(|e| invalid(url, e.to_string()))?;
         let tls = match parsed.scheme() {
             "ws" => false,
             "wss" => true,
             other => {
-                return Err(Error::argument(format!(
-                    "connect: invalid protocol '{other}' in '{url}' (use ws:// or wss://)"
-                )));
+                return Err(invalid(
+                    url,
+                    format!("invalid protocol '{other}' (use ws:// or wss://)"),
+                ));
             }
         };
         let host = match parsed.host() {
             Some(url::Host::Domain(d)) => d.to_owned(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(Error::argument(format!("connect: no host in '{url}'"))),
+            None => return Err(invalid(url, "no host".to_owned())),
         };
         let port = parsed
             .port_or_known_default()
@@ -110,7 +118,7 @@ mod tests {
             "ftp://x/",
         ] {
             assert!(
-                matches!(Target::parse(url), Err(Error::Argument(_))),
+                matches!(Target::parse(url), Err(Error::InvalidUrl { .. })),
                 "{url:?} should be refused"
             );
         }

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 /// The default trusts the system's roots, presents no identity, and checks
 /// the certificate chain and the host name. Change it with one setter per
 /// option, each named like its option; those that read certificates or keys
-/// return an [`Error::Argument`] when the bytes cannot be used, so a mistake
+/// return an [`Error::InvalidArgument`] when the bytes cannot be used, so a mistake
 /// shows at the call, before any connection is made:
 ///
 /// ```
@@ -101,7 +101,7 @@ impl ClientTls {
     /// CERTIFICATE-----` blocks, such as a CA bundle) as a root, in addition
     /// to those trusted already. Each call adds to the list.
     ///
-    /// [`Error::Argument`] when `pem` holds no certificate or one that
+    /// [`Error::InvalidArgument`] when `pem` holds no certificate or one that
     /// cannot be read.
     pub fn add_root_certificate_pem(self, pem: &[u8]) -> Result<Self, Error> {
         let what = "ClientTls::add_root_certificate_pem";
@@ -129,7 +129,7 @@ impl ClientTls {
     /// trusts; `key_pem` the certificate's private key, unencrypted PKCS#8
     /// (`-----BEGIN PRIVATE KEY-----`). Replaces an identity set before.
     ///
-    /// [`Error::Argument`] when either cannot be read, the key is in another
+    /// [`Error::InvalidArgument`] when either cannot be read, the key is in another
     /// format, or the key does not belong to the certificate.
     pub fn identity_pem(self, cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
         let identity = identity_from_pem("ClientTls::identity_pem", cert_chain_pem, key_pem)?;
@@ -140,7 +140,7 @@ impl ClientTls {
     /// (`.p12`, `.pfx`) holding the key, its certificate and the chain,
     /// encrypted with `password`.
     ///
-    /// [`Error::Argument`] when the archive cannot be read or decrypted, or
+    /// [`Error::InvalidArgument`] when the archive cannot be read or decrypted, or
     /// its key does not belong to its certificate.
     pub fn identity_pkcs12(self, der: &[u8], password: &str) -> Result<Self, Error> {
         let identity = identity_from_pkcs12("ClientTls::identity_pkcs12", der, password)?;
@@ -249,7 +249,7 @@ impl ServerTls {
     /// the root its clients trust; `key_pem` the certificate's private key,
     /// unencrypted PKCS#8 (`-----BEGIN PRIVATE KEY-----`).
     ///
-    /// [`Error::Argument`] when either cannot be read, the key is in another
+    /// [`Error::InvalidArgument`] when either cannot be read, the key is in another
     /// format, or the key does not belong to the certificate.
     pub fn from_pem(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<ServerTls, Error> {
         let what = "ServerTls::from_pem";
@@ -259,7 +259,7 @@ impl ServerTls {
     /// A server identity from a PKCS#12 archive (`.p12`, `.pfx`) holding the
     /// key, its certificate and the chain, encrypted with `password`.
     ///
-    /// [`Error::Argument`] when the archive cannot be read or decrypted, or
+    /// [`Error::InvalidArgument`] when the archive cannot be read or decrypted, or
     /// its key does not belong to its certificate.
     pub fn from_pkcs12(der: &[u8], password: &str) -> Result<ServerTls, Error> {
         let what = "ServerTls::from_pkcs12";
@@ -382,7 +382,7 @@ mod tests {
 
     fn argument_error<T: fmt::Debug>(result: Result<T, Error>) -> String {
         match result {
-            Err(Error::Argument(text)) => text,
+            Err(Error::InvalidArgument { message, .. }) => message,
             other => panic!("expected an ArgumentError, got {other:?}"),
         }
     }

@@ -181,9 +181,18 @@ impl Drop for Handle {
 /// AIR's `WebSocket`: a WebSocket client (`connect`) or the server end of an
 /// accepted socket (`start_server`), with AS3-style event listeners.
 ///
-/// The handle is cheap to clone; clones share one connection, so a listener
-/// can capture a clone and reply. When the last handle is dropped, the
-/// connection is closed (code 1001) and its thread ends.
+/// The handle is cheap to clone; clones share one connection. When the
+/// last handle is dropped, the connection is closed (code 1001) and its
+/// thread ends.
+///
+/// A listener reaches its `WebSocket` through the event:
+/// `e.target::<WebSocket>()` (AS3's `event.target as WebSocket`) is a
+/// handle for the dispatch only. A listener that captures a clone of its
+/// own `WebSocket` instead stores a handle in that `WebSocket`'s own
+/// listener list, a reference cycle: the object and its listeners then
+/// outlive the connection (its socket and thread still end). Capture
+/// [`downgrade`](WebSocket::downgrade) where a listener needs the
+/// `WebSocket` beyond its target (a timer, another socket's listener).
 ///
 /// ```no_run
 /// use airws::{Event, EventDispatcher, WebSocket, WebSocketEvent};
@@ -366,17 +375,18 @@ impl WebSocket {
     }
 
     /// Sets the subprotocol a server answers with. Read-only once the
-    /// handshake has completed: then an `IllegalOperation` error.
+    /// handshake has completed: then [`Error::IllegalOperation`];
+    /// [`Error::InvalidArgument`] for a name that is not an HTTP token.
     pub fn set_protocol(&self, protocol: &str) -> Result<(), Error> {
         let mut st = self.shared().state();
         if matches!(st.phase, Phase::Open | Phase::Closing) {
             return Err(Error::illegal(
-                "protocol is read-only once the handshake has completed",
+                "protocol: read-only once the handshake has completed",
             ));
         }
         if !protocol.is_empty() && !is_token(protocol) {
             return Err(Error::argument(format!(
-                "protocol '{protocol}' is not a valid HTTP token"
+                "protocol: '{protocol}' is not a valid HTTP token"
             )));
         }
         st.protocol = protocol.to_owned();
@@ -390,8 +400,11 @@ impl WebSocket {
     /// host cannot be resolved or reached), `securityError` /
     /// `certificateError` (TLS), or `close` (the server refused the upgrade).
     ///
-    /// Fails with `ArgumentError` when a connection is open or opening, the
-    /// URL is invalid or not ws/wss, or a protocol is not a valid token.
+    /// Fails (AS3's `ArgumentError`) with [`Error::AlreadyOpen`] when a
+    /// connection is open or opening, [`Error::InvalidUrl`] when the URL is
+    /// invalid or not ws/wss, [`Error::InvalidArgument`] when a protocol is
+    /// not a valid token or is offered twice. Why a connection that started
+    /// failed is in its events' [`Event::error`](crate::Event::error).
     pub fn connect(&self, url: &str, protocols: &[&str]) -> Result<(), Error> {
         let target = Target::parse(url)?;
         let mut offered = Vec::with_capacity(protocols.len());
@@ -408,7 +421,7 @@ impl WebSocket {
             }
             offered.push((*p).to_owned());
         }
-        let session = self.begin_session(Role::Client, |st| st.protocol.clear())?;
+        let session = self.begin_session("connect", Role::Client, |st| st.protocol.clear())?;
         self.spawn(session, move |s| s.run_client(target, offered))
     }
 
@@ -418,13 +431,13 @@ impl WebSocket {
     /// handshake is complete. A request that is not a valid upgrade gets an
     /// HTTP error response, then the socket is closed and `close` is dispatched.
     ///
-    /// `ArgumentError` when `socket` is `None` (AS3's null) or a connection is
-    /// open or opening.
+    /// [`Error::InvalidArgument`] when `socket` is `None` (AS3's null),
+    /// [`Error::AlreadyOpen`] when a connection is open or opening.
     pub fn start_server(&self, socket: impl Into<Option<TcpStream>>) -> Result<(), Error> {
         let Some(tcp) = socket.into() else {
             return Err(Error::argument("startServer: the socket is null"));
         };
-        let session = self.begin_session(Role::Server, |_| {})?;
+        let session = self.begin_session("startServer", Role::Server, |_| {})?;
         self.spawn(session, move |s| s.run_server(tcp, None))
     }
 
@@ -443,16 +456,19 @@ impl WebSocket {
             return Err(Error::argument("startServer: the socket is null"));
         };
         let tls = tls.clone();
-        let session = self.begin_session(Role::Server, |_| {})?;
+        let session = self.begin_session("startServer", Role::Server, |_| {})?;
         self.spawn(session, move |s| s.run_server(tcp, Some(tls)))
     }
 
-    fn begin_session(&self, role: Role, reset: impl FnOnce(&mut State)) -> Result<Session, Error> {
+    fn begin_session(
+        &self,
+        operation: &'static str,
+        role: Role,
+        reset: impl FnOnce(&mut State),
+    ) -> Result<Session, Error> {
         let mut st = self.shared().state();
         if matches!(st.phase, Phase::Connecting | Phase::Open) {
-            return Err(Error::argument(
-                "there is already a socket connection open or opening",
-            ));
+            return Err(Error::AlreadyOpen { operation });
         }
         st.generation += 1;
         st.phase = Phase::Connecting;
@@ -485,7 +501,7 @@ impl WebSocket {
                 st.phase = Phase::Closed;
                 self.shared().ended.notify_all();
             }
-            return Err(Error::Io(e));
+            return Err(Error::io("Cannot start the connection's thread", e));
         }
         Ok(())
     }
@@ -501,10 +517,12 @@ impl WebSocket {
     /// same read, just before the connection's thread reads again). A message
     /// over 1 MiB goes out in frames of 1 MiB; the peer's pings are answered
     /// between them, and another thread's message waits for this one to end.
-    /// `ArgumentError` for an unknown opcode, data too long, or a text
-    /// message whose bytes are not UTF-8; `IllegalOperation` when the socket
-    /// is not open, or when it starts closing before the whole message went
-    /// out (the rest of it is not sent).
+    /// [`Error::InvalidArgument`] for an unknown opcode, data too long, or a
+    /// text message whose bytes are not UTF-8; [`Error::NotOpen`] when the
+    /// socket is not open; [`Error::IllegalOperation`] when it starts closing
+    /// before the whole message went out (the rest of it is not sent);
+    /// [`Error::Io`] or [`Error::Timeout`] (the write timeout) when the
+    /// connection broke.
     ///
     /// ```no_run
     /// # let ws = airws::WebSocket::new();
@@ -556,19 +574,19 @@ impl WebSocket {
         conn.send(op, bytes)
     }
 
-    fn open_conn(&self, what: &str) -> Result<Arc<Conn>, Error> {
+    fn open_conn(&self, operation: &'static str) -> Result<Arc<Conn>, Error> {
         let st = self.shared().state();
         match (&st.phase, &st.conn) {
             (Phase::Open, Some(conn)) => Ok(conn.clone()),
-            (phase, _) => Err(Error::illegal(format!(
-                "{what}: the WebSocket is not open (it is {})",
-                match phase {
+            (phase, _) => Err(Error::NotOpen {
+                operation,
+                state: match phase {
                     Phase::Idle => "not connected",
                     Phase::Connecting => "still connecting",
                     Phase::Closing => "closing",
                     _ => "closed",
-                }
-            ))),
+                },
+            }),
         }
     }
 
@@ -613,7 +631,7 @@ impl WebSocket {
     /// Messages whose `send_message` returned before `close()` was called
     /// went out before the close frame.
     ///
-    /// `ArgumentError` for a code that may not be sent (valid: 1000–1003,
+    /// [`Error::InvalidArgument`] for a code that may not be sent (valid: 1000–1003,
     /// 1007–1014, 3000–4999).
     pub fn close(&self, reason_code: u32) -> Result<(), Error> {
         check_close_code(reason_code)?;

@@ -181,7 +181,7 @@ fn send_message_client_frames_are_masked_with_fresh_keys() {
 fn send_message_rejects_bad_arguments_with_argument_error() {
     let server = EchoServer::start();
     let (ws, rx) = open_client(&server.url(), &[]);
-    let is_arg = |r: Result<(), Error>| matches!(r, Err(Error::Argument(_)));
+    let is_arg = |r: Result<(), Error>| matches!(r, Err(Error::InvalidArgument { .. }));
     assert!(is_arg(ws.send_message(3, "x")), "unknown opcode 3");
     assert!(is_arg(ws.send_message(0, "x")), "opcode 0");
     assert!(is_arg(ws.send_message(11, "x")), "opcode 11");
@@ -207,7 +207,17 @@ fn send_message_rejects_bad_arguments_with_argument_error() {
 fn send_message_when_not_open_is_an_illegal_operation() {
     let ws = WebSocket::new();
     let err = ws.send_message(WebSocket::FMT_TEXT, "x").unwrap_err();
-    assert!(matches!(err, Error::IllegalOperation(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::NotOpen {
+                operation: "sendMessage",
+                state: "not connected",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("not open"), "{err}");
 }
 
@@ -411,7 +421,7 @@ fn close_rejects_codes_that_may_not_be_sent() {
     let (ws, rx) = open_client(&server.url(), &[]);
     for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65536] {
         assert!(
-            matches!(ws.close(code), Err(Error::Argument(_))),
+            matches!(ws.close(code), Err(Error::InvalidArgument { .. })),
             "close({code}) must be refused"
         );
     }
@@ -489,11 +499,11 @@ fn connect_offers_protocols_and_rejects_invalid_ones() {
     let ws = WebSocket::new();
     assert!(matches!(
         ws.connect("ws://127.0.0.1:1/", &["a b"]),
-        Err(Error::Argument(_))
+        Err(Error::InvalidArgument { .. })
     ));
     assert!(matches!(
         ws.connect("ws://127.0.0.1:1/", &["x", "x"]),
-        Err(Error::Argument(_))
+        Err(Error::InvalidArgument { .. })
     ));
 }
 
@@ -558,14 +568,23 @@ fn start_server_accepts_header_names_in_any_case() {
 #[test]
 fn start_server_rejects_a_null_socket_and_a_second_start() {
     let ws = WebSocket::new();
-    assert!(matches!(ws.start_server(None), Err(Error::Argument(_))));
+    assert!(matches!(
+        ws.start_server(None),
+        Err(Error::InvalidArgument { .. })
+    ));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let _client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let (accepted, _) = listener.accept().expect("accept");
     let other = accepted.try_clone().expect("clone");
     ws.start_server(accepted).expect("start_server");
-    assert!(matches!(ws.start_server(other), Err(Error::Argument(_))));
+    assert!(matches!(
+        ws.start_server(other),
+        Err(Error::AlreadyOpen {
+            operation: "startServer",
+            ..
+        })
+    ));
 }
 
 // ------------------------------------------------------------ connect
@@ -582,7 +601,7 @@ fn connect_refused_dispatches_io_error_naming_host_and_port_then_nothing_else() 
         .expect("connect returns at once");
     match next(&rx) {
         Seen::IoError(id, text) => {
-            assert_eq!(id, IOErrorEvent::SOCKET_ERROR_ID);
+            assert_eq!(id, IOErrorEvent::CONNECTION_REFUSED_ID);
             assert!(text.contains("127.0.0.1"), "{text}");
             assert!(text.contains(&port.to_string()), "{text}");
         }
@@ -642,7 +661,7 @@ fn connect_rejects_invalid_urls_and_a_second_connect() {
     let ws = WebSocket::new();
     for url in ["", "not a url", "http://127.0.0.1/", "ftp://x/", "ws://"] {
         assert!(
-            matches!(ws.connect(url, &[]), Err(Error::Argument(_))),
+            matches!(ws.connect(url, &[]), Err(Error::InvalidUrl { .. })),
             "connect({url:?}) must be refused"
         );
     }
@@ -650,7 +669,10 @@ fn connect_rejects_invalid_urls_and_a_second_connect() {
     ws.connect(&raw.url(), &[]).expect("connect");
     assert!(matches!(
         ws.connect(&raw.url(), &[]),
-        Err(Error::Argument(_))
+        Err(Error::AlreadyOpen {
+            operation: "connect",
+            ..
+        })
     ));
     let _ = raw.accept_tcp();
 }

@@ -6,7 +6,8 @@
 mod support;
 
 use airws::{
-    Config, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, ServerTls, WebSocket,
+    Config, Event, EventDispatcher, IOErrorEvent, ServerSocket, ServerSocketConnectEvent,
+    ServerTls, WebSocket,
 };
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -176,7 +177,12 @@ fn a_server_that_stalls_mid_handshake_gives_the_client_io_error_scenario() {
     tcp.write_all(b"HTTP/1.1 101 Switching")
         .expect("half a response");
     match next(&rx) {
-        Seen::IoError(_, text) => assert!(text.contains("timed out"), "{text}"),
+        Seen::IoError(id, text) => {
+            assert_eq!(id, IOErrorEvent::TIMED_OUT_ID);
+            assert!(text.contains("the handshake timeout"), "{text}");
+            let server = format!("127.0.0.1:{}", raw.port);
+            assert!(text.contains(&server), "names the server: {text}");
+        }
         other => panic!("expected ioError, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(5));

@@ -13,8 +13,8 @@
 mod support;
 
 use airws::{
-    ClientTls, Config, Event, EventDispatcher, SecurityErrorEvent, ServerTls, WebSocket,
-    WebSocketEvent,
+    ClientTls, Config, Event, EventDispatcher, IOErrorEvent, SecurityErrorEvent, ServerTls,
+    WebSocket, WebSocketEvent,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -587,7 +587,7 @@ fn a_refused_certificate_without_a_listener_takes_one_connection_and_closes_with
     for kind in [
         Event::CLOSE,
         SecurityErrorEvent::SECURITY_ERROR,
-        airws::IOErrorEvent::IO_ERROR,
+        IOErrorEvent::IO_ERROR,
     ] {
         let tx = Mutex::new(tx.clone());
         ws.add_event_listener(kind, move |e: &Event| {
@@ -623,7 +623,7 @@ fn a_server_that_hangs_up_during_tls_is_an_io_error() {
     let (ws, counts, rx) = wss_client_allowing_certificates(port);
     match next(&rx) {
         Seen::IoError(id, text) => {
-            assert_eq!(id, 2031);
+            assert_eq!(id, IOErrorEvent::CONNECTION_RESET_ID);
             assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
         }
         other => panic!("expected ioError, got {other:?}"),

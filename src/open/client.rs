@@ -15,12 +15,14 @@ use super::failure::OpenFailure;
 use super::http_head::{read_head, read_line_after, HeadResult};
 use super::Opened;
 use crate::connection::Conn;
+use crate::error::{Error, IoErrorKind, Timeout};
 use crate::event::{SecurityErrorEvent, UpgradeRefusal};
 use crate::proto::handshake;
 use crate::proto::Role;
 use crate::session::Session;
 use crate::target::Target;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,9 +89,10 @@ const BODY_LINE_MAX: usize = 200;
 fn resolve(t: &Target) -> Result<Vec<SocketAddr>, OpenFailure> {
     match (t.host.as_str(), t.port).to_socket_addrs() {
         Ok(a) => Ok(a.collect()),
-        Err(e) => Err(OpenFailure::Io(format!(
-            "Error #2031: Socket Error. Cannot resolve host '{}' (port {}): {e}",
-            t.host, t.port
+        Err(e) => Err(OpenFailure::Io(Error::io_kind(
+            IoErrorKind::HostNotFound,
+            format!("Cannot resolve host '{}' (port {})", t.host, t.port),
+            e,
         ))),
     }
 }
@@ -124,9 +127,9 @@ impl Session {
             return Err(OpenFailure::Aborted);
         }
         if let Err(e) = self.setup_socket(&tcp) {
-            return Err(OpenFailure::Io(format!(
-                "Error #2031: Socket Error. {}: {e}",
-                target.url
+            return Err(OpenFailure::Io(Error::io(
+                format!("Cannot set up the socket to {}", target.url),
+                e,
             )));
         }
         Ok(tcp)
@@ -141,11 +144,20 @@ impl Session {
                 Err(e) => last = Some(e),
             }
         }
-        let cause = last.map_or_else(|| "no address found".to_owned(), |e| e.to_string());
-        Err(OpenFailure::Io(format!(
-            "Error #2031: Socket Error. Cannot connect to {}:{}: {cause}",
-            t.host, t.port
-        )))
+        let context = format!("Cannot connect to {}:{}", t.host, t.port);
+        Err(OpenFailure::Io(match last {
+            Some(e) => Error::io_or_timeout(
+                context,
+                e,
+                Timeout::Connect,
+                Some(self.config().connect_timeout),
+            ),
+            None => Error::io_kind(
+                IoErrorKind::HostNotFound,
+                context,
+                io::Error::new(io::ErrorKind::NotFound, "the host has no address"),
+            ),
+        }))
     }
 
     /// Step 2 (wss): the TLS handshake over `tcp`, with certificate checks.
@@ -158,11 +170,9 @@ impl Session {
         deadline: Instant,
         dial: impl Fn() -> Result<Arc<TcpStream>, OpenFailure>,
     ) -> Result<Transport, OpenFailure> {
-        let connector = self
-            .config()
-            .client_tls
-            .connector()
-            .map_err(|e| OpenFailure::Tls(format!("TLS is not available: {e}")))?;
+        let connector = self.config().client_tls.connector().map_err(|e| {
+            OpenFailure::Tls(Error::tls(false, format!("TLS is not available: {e}")))
+        })?;
         let first = drive_handshake(
             connector.connect(&target.host, MemIo::default()),
             &tcp,
@@ -171,18 +181,23 @@ impl Session {
         let err = match first {
             Ok(session) => return Ok(Transport::tls(tcp, session)),
             Err(TlsFailure::Io(e)) => {
-                return Err(OpenFailure::Io(format!(
-                    "Error #2031: Socket Error. TLS handshake with {}:{} failed: {e}",
-                    target.host, target.port
+                return Err(OpenFailure::Io(Error::io_or_timeout(
+                    format!("TLS handshake with {}:{} failed", target.host, target.port),
+                    e,
+                    Timeout::Handshake,
+                    Some(self.config().handshake_timeout),
                 )));
             }
             Err(TlsFailure::NotTls(start)) => {
                 let _ = tcp.shutdown(Shutdown::Both);
-                return Err(OpenFailure::Tls(format!(
-                    "TLS handshake with {}:{} failed: the server does not speak TLS, it \
-                     answered in plain text (\"{start}\"); if it is a plain WebSocket \
-                     server, connect with ws:// instead of wss://",
-                    target.host, target.port
+                return Err(OpenFailure::Tls(Error::tls(
+                    false,
+                    format!(
+                        "TLS handshake with {}:{} failed: the server does not speak TLS, it \
+                         answered in plain text (\"{start}\"); if it is a plain WebSocket \
+                         server, connect with ws:// instead of wss://",
+                        target.host, target.port
+                    ),
                 )));
             }
             Err(TlsFailure::Tls(e)) => e,
@@ -193,9 +208,12 @@ impl Session {
         // `securityError` at once, and without a `certificateError`
         // listener nobody can accept the certificate.
         if !is_certificate_failure(&err) {
-            return Err(OpenFailure::Tls(format!(
-                "TLS handshake with {}:{} failed: {err}",
-                target.host, target.port
+            return Err(OpenFailure::Tls(Error::tls(
+                false,
+                format!(
+                    "TLS handshake with {}:{} failed: {err}",
+                    target.host, target.port
+                ),
             )));
         }
         if !self
@@ -208,7 +226,13 @@ impl Session {
                 target.host,
                 target.port
             );
-            return Err(OpenFailure::CertificateRefused);
+            return Err(OpenFailure::CertificateRefused(Error::tls(
+                true,
+                format!(
+                    "TLS certificate of {}:{} rejected: {err}",
+                    target.host, target.port
+                ),
+            )));
         }
         self.certificate_retry(target, err, deadline, dial)
     }
@@ -246,23 +270,27 @@ impl Session {
                 Some((tcp2, session))
             });
         let Some((tcp2, session)) = retry else {
-            return Err(OpenFailure::Tls(format!(
-                "TLS handshake with {}:{} failed: {err}",
-                target.host, target.port
+            return Err(OpenFailure::Tls(Error::tls(
+                true,
+                format!(
+                    "TLS handshake with {}:{} failed: {err}",
+                    target.host, target.port
+                ),
             )));
         };
         if !self.still_connecting() {
             let _ = tcp2.shutdown(Shutdown::Both);
             return Err(OpenFailure::Aborted);
         }
-        let event = SecurityErrorEvent::create(SecurityErrorEvent::CERTIFICATE_ERROR, text);
+        let event = SecurityErrorEvent::create(SecurityErrorEvent::CERTIFICATE_ERROR, text.clone())
+            .with_error(Error::tls(true, text.clone()));
         self.dispatch(&event);
         if event.is_default_prevented() && self.still_connecting() {
             log::warn!("{}: certificate error allowed by a listener", target.url);
             return Ok(Transport::tls(tcp2, session));
         }
         let _ = tcp2.shutdown(Shutdown::Both);
-        Err(OpenFailure::CertificateRefused)
+        Err(OpenFailure::CertificateRefused(Error::tls(true, text)))
     }
 
     /// Step 3: the HTTP upgrade over `transport`, which must end by
@@ -277,16 +305,21 @@ impl Session {
         let conn = Arc::new(Conn::new(Role::Client, transport, self.settings()));
         let mut nonce = [0u8; 16];
         if let Err(e) = getrandom::fill(&mut nonce) {
-            return Err(OpenFailure::Io(format!(
-                "no random numbers for the handshake key: {e}"
+            return Err(OpenFailure::Io(Error::io(
+                "No random numbers for the handshake key",
+                io::Error::other(e),
             )));
         }
         let request =
             handshake::client_request(&target.host_header, &target.resource, offered, nonce);
         if let Err(e) = conn.write_raw(&request.bytes) {
-            return Err(OpenFailure::Io(format!(
-                "Error #2031: Socket Error. Cannot send the handshake to {}:{}: {e}",
-                target.host, target.port
+            return Err(OpenFailure::Io(handshake_io(
+                format!(
+                    "Cannot send the handshake to {}:{}",
+                    target.host, target.port
+                ),
+                e,
+                self.config().handshake_timeout,
             )));
         }
         let max = self.config().max_handshake_size;
@@ -298,21 +331,27 @@ impl Session {
             HeadResult::Invalid(e, mut bytes) => {
                 let refusal = refusal(&conn, &e, &mut bytes, deadline);
                 conn.transport.shutdown();
-                let text = format!("{}: the server refused the upgrade: {refusal}", target.url);
-                log::debug!("{text} ({e})");
-                return Err(OpenFailure::Refused(refusal, text));
+                log::debug!("{}: refused: {refusal} ({e})", target.url);
+                return Err(OpenFailure::Refused(refusal));
             }
             HeadResult::Eof => {
-                return Err(OpenFailure::Closed(format!(
-                    "{}: the server closed the connection during the handshake",
-                    target.url
-                )));
+                return Err(OpenFailure::Closed(
+                    format!("{}: the server closed the connection", target.url),
+                    Some(Error::io(
+                        format!(
+                            "{}:{} closed the connection during the handshake",
+                            target.host, target.port
+                        ),
+                        io::Error::from(io::ErrorKind::UnexpectedEof),
+                    )),
+                ));
             }
             HeadResult::Io(e) => {
                 conn.transport.shutdown();
-                return Err(OpenFailure::Io(format!(
-                    "Error #2031: Socket Error. Handshake with {}:{} failed: {e}",
-                    target.host, target.port
+                return Err(OpenFailure::Io(handshake_io(
+                    format!("Handshake with {}:{} failed", target.host, target.port),
+                    e,
+                    self.config().handshake_timeout,
                 )));
             }
         };
@@ -322,4 +361,10 @@ impl Session {
             leftover,
         })
     }
+}
+
+/// An I/O error of the opening handshake: a timeout is the handshake
+/// timeout's.
+fn handshake_io(context: String, e: io::Error, timeout: Duration) -> Error {
+    Error::io_or_timeout(context, e, Timeout::Handshake, Some(timeout))
 }

@@ -1,5 +1,6 @@
 //! The one place where a failed opening becomes its AS3 events.
 
+use crate::error::Error;
 use crate::event::{Event, IOErrorEvent, SecurityErrorEvent, UpgradeRefusal};
 use crate::proto::close::{ABNORMAL, TLS_HANDSHAKE};
 use crate::session::Session;
@@ -11,26 +12,27 @@ pub(crate) enum OpenFailure {
     /// The connection was aborted (`close()`, the last handle dropped) or
     /// replaced by a new one: nothing to record, nothing to dispatch.
     Aborted,
-    /// The host could not be resolved or reached, or the socket failed:
-    /// `ioError` with this text; the close reason stays as it was.
-    Io(String),
-    /// A client's TLS could not be set up: `securityError` with this text,
+    /// The host could not be resolved or reached, or the socket failed
+    /// (`Error::Io`, `Error::Timeout`): `ioError`; the close reason stays as
+    /// it was.
+    Io(Error),
+    /// A client's TLS could not be set up (`Error::Tls`): `securityError`,
     /// close reason 1015.
-    Tls(String),
-    /// A server's TLS handshake failed: `securityError` with this text,
-    /// then `close`, close reason 1015.
+    Tls(Error),
+    /// A server's TLS handshake failed, for this reason: `securityError`,
+    /// then `close`, both carrying `Error::Tls`; close reason 1015.
     TlsAccept(String),
     /// The server's certificate was refused (no listener of the
-    /// `certificateError` called `prevent_default()`): `close`, close
-    /// reason 1015.
-    CertificateRefused,
+    /// `certificateError` called `prevent_default()`): `close` carrying the
+    /// error, close reason 1015.
+    CertificateRefused(Error),
     /// The connection closed before its handshake completed (peer gone,
-    /// bad request): `close`, close reason 1006. The text says why, in the
-    /// log.
-    Closed(String),
-    /// The server refused the upgrade: `close`, close reason 1006, with the
-    /// refusal in the event (`upgrade_refusal()`) and this text (`text()`).
-    Refused(UpgradeRefusal, String),
+    /// bad request): `close`, close reason 1006, carrying the error when
+    /// there is one. The text says why, in the log.
+    Closed(String, Option<Error>),
+    /// The server refused the upgrade: `close`, close reason 1006, carrying
+    /// `Error::HandshakeRefused`.
+    Refused(UpgradeRefusal),
 }
 
 impl Session {
@@ -39,36 +41,33 @@ impl Session {
     pub(crate) fn fail(&self, failure: OpenFailure) {
         let (close_reason, events) = match failure {
             OpenFailure::Aborted => return,
-            OpenFailure::Io(text) => {
-                log::debug!("{text}");
-                (
-                    None,
-                    vec![IOErrorEvent::create(text, IOErrorEvent::SOCKET_ERROR_ID)],
-                )
+            OpenFailure::Io(error) => {
+                log::debug!("{error}");
+                (None, vec![IOErrorEvent::from_error(error)])
             }
-            OpenFailure::Tls(text) => (
-                Some(TLS_HANDSHAKE),
-                vec![SecurityErrorEvent::create(
-                    SecurityErrorEvent::SECURITY_ERROR,
-                    text,
-                )],
-            ),
+            OpenFailure::Tls(error) => (Some(TLS_HANDSHAKE), vec![security_error(error)]),
             OpenFailure::TlsAccept(text) => (
                 Some(TLS_HANDSHAKE),
                 vec![
-                    SecurityErrorEvent::create(SecurityErrorEvent::SECURITY_ERROR, text),
-                    Event::new(Event::CLOSE, false),
+                    security_error(Error::tls(false, text.clone())),
+                    Event::failed_close(Error::tls(false, text)),
                 ],
             ),
-            OpenFailure::CertificateRefused => {
-                (Some(TLS_HANDSHAKE), vec![Event::new(Event::CLOSE, false)])
+            OpenFailure::CertificateRefused(error) => {
+                (Some(TLS_HANDSHAKE), vec![Event::failed_close(error)])
             }
-            OpenFailure::Closed(why) => {
+            OpenFailure::Closed(why, error) => {
                 log::debug!("connection closed before opening: {why}");
-                (Some(ABNORMAL), vec![Event::new(Event::CLOSE, false)])
+                let close = match error {
+                    Some(error) => Event::failed_close(error),
+                    None => Event::new(Event::CLOSE, false),
+                };
+                (Some(ABNORMAL), vec![close])
             }
-            OpenFailure::Refused(refusal, text) => {
-                (Some(ABNORMAL), vec![Event::refused_close(refusal, text)])
+            OpenFailure::Refused(refusal) => {
+                let error = Error::HandshakeRefused(refusal);
+                log::debug!("{error}");
+                (Some(ABNORMAL), vec![Event::failed_close(error)])
             }
         };
         let ended = self.with_current(|st| {
@@ -88,4 +87,10 @@ impl Session {
         }
         self.ending_dispatched();
     }
+}
+
+/// The `securityError` reporting `error`.
+fn security_error(error: Error) -> Event {
+    SecurityErrorEvent::create(SecurityErrorEvent::SECURITY_ERROR, error.message())
+        .with_error(error)
 }

@@ -8,7 +8,9 @@ use super::http_head::{read_head, HeadResult};
 use super::Opened;
 use crate::connection::Conn;
 use crate::deadline::DeadlineReader;
+use crate::error::{Error, Timeout};
 use crate::event::HttpRequestEvent;
+use crate::proto::close::PROTOCOL_ERROR;
 use crate::proto::handshake::{self, Request};
 use crate::proto::Role;
 use crate::session::Session;
@@ -41,7 +43,10 @@ impl Session {
             return Err(OpenFailure::Aborted);
         }
         if let Err(e) = self.setup_socket(&tcp) {
-            return Err(OpenFailure::Closed(format!("{peer}: {e}")));
+            return Err(OpenFailure::Closed(
+                format!("{peer}: {e}"),
+                Some(Error::io(format!("Cannot set up the socket of {peer}"), e)),
+            ));
         }
         // A client that sends its handshake slowly (slowloris) is dropped
         // when this passes, however often it sends a byte.
@@ -59,7 +64,10 @@ impl Session {
         if let Err(e) = conn.write_raw(&handshake::accept_response(&request.key, chosen.as_deref()))
         {
             conn.transport.shutdown();
-            return Err(OpenFailure::Closed(format!("{peer}: {e}")));
+            return Err(OpenFailure::Closed(
+                format!("{peer}: {e}"),
+                Some(self.handshake_io(format!("Cannot answer {peer}"), e)),
+            ));
         }
         Ok(Opened {
             conn,
@@ -83,6 +91,11 @@ impl Session {
             HeadResult::Done(r, leftover) => Ok((r, leftover)),
             HeadResult::Invalid(e, _) => {
                 let mut response = None;
+                // A plain HTTP request is no error; a bad upgrade broke RFC 6455.
+                let mut error = Some(Error::Protocol {
+                    code: PROTOCOL_ERROR,
+                    message: format!("{peer} sent an invalid upgrade request: {e}"),
+                });
                 if let handshake::RequestError::NotUpgrade {
                     method,
                     resource,
@@ -94,6 +107,7 @@ impl Session {
                         self.dispatch(&event);
                     }
                     response = event.take_http_response();
+                    error = None;
                 }
                 let response = response.unwrap_or_else(|| {
                     log::debug!("{peer}: {e}: answering {}", e.status());
@@ -101,9 +115,12 @@ impl Session {
                 });
                 let _ = conn.write_raw(&response);
                 linger(conn);
-                Err(OpenFailure::Closed(format!("{peer}: {e}")))
+                Err(OpenFailure::Closed(format!("{peer}: {e}"), error))
             }
-            HeadResult::Eof => Err(OpenFailure::Closed(format!("{peer} closed the connection"))),
+            HeadResult::Eof => Err(OpenFailure::Closed(
+                format!("{peer} closed the connection"),
+                None,
+            )),
             HeadResult::Io(e) => {
                 if e.kind() == io::ErrorKind::TimedOut {
                     // Tell a slow client why, as for any refused request.
@@ -116,9 +133,23 @@ impl Session {
                     linger(conn);
                 }
                 conn.transport.shutdown();
-                Err(OpenFailure::Closed(format!("{peer}: {e}")))
+                let why = format!("{peer}: {e}");
+                let context = format!("Reading the request of {peer} failed");
+                Err(OpenFailure::Closed(
+                    why,
+                    Some(self.handshake_io(context, e)),
+                ))
             }
         }
+    }
+}
+
+impl Session {
+    /// An I/O error of the opening handshake: a timeout is the handshake
+    /// timeout's.
+    fn handshake_io(&self, context: String, e: io::Error) -> Error {
+        let timeout = self.config().handshake_timeout;
+        Error::io_or_timeout(context, e, Timeout::Handshake, Some(timeout))
     }
 }
 

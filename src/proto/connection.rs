@@ -43,6 +43,7 @@
 //! ```
 
 use super::close::{self, GOING_AWAY};
+use super::error::ProtocolError;
 use super::frame::{
     MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
 };
@@ -85,6 +86,26 @@ pub enum Ending {
     Dropped,
     /// Reading or writing failed without a closing handshake under way.
     Broken,
+}
+
+/// Why this end failed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The peer broke this rule.
+    Violation(ProtocolError),
+    /// Nothing arrived for the idle timeout (close code 1001).
+    IdleTimeout,
+}
+
+impl Failure {
+    /// The close code the connection is failed with.
+    pub fn code(self) -> u16 {
+        match self {
+            Failure::Violation(v) => v.code,
+            Failure::IdleTimeout => GOING_AWAY,
+        }
+    }
 }
 
 /// Why a frame cannot be sent now.
@@ -138,7 +159,7 @@ pub struct Connection {
     received: Vec<Incoming>,
     taken: usize,
     /// A rule the peer broke, after the items of `received`.
-    violation: Option<super::error::ProtocolError>,
+    violation: Option<ProtocolError>,
     /// Bytes of pongs in `out`, not yet handed to the writer.
     pong_bytes: usize,
     /// The close frame is in `out` (not yet handed to the writer).
@@ -150,8 +171,8 @@ pub struct Connection {
     shutdown_done: bool,
     /// A data message is being sent in fragments.
     sending_message: bool,
-    /// The close code, when this end failed the connection.
-    failed: Option<u16>,
+    /// Why this end failed the connection.
+    failed: Option<Failure>,
     close_deadline: Option<Instant>,
     last_received: Instant,
     ending: Option<Ending>,
@@ -232,7 +253,7 @@ impl Connection {
         self.note(result);
     }
 
-    fn note(&mut self, result: Result<(), super::error::ProtocolError>) {
+    fn note(&mut self, result: Result<(), ProtocolError>) {
         if let Err(violation) = result {
             self.violation.get_or_insert(violation);
         }
@@ -293,7 +314,7 @@ impl Connection {
         }
         if let Some(violation) = self.violation.take() {
             log::debug!("failing the connection: {violation}");
-            self.fail(violation.code, violation.reason, now);
+            self.fail(Failure::Violation(violation), now);
         }
     }
 
@@ -330,9 +351,14 @@ impl Connection {
     /// Fails the connection: a close frame with `code`, then (a server)
     /// the end of our stream; the connection ends when the peer closes or
     /// the close timeout passes.
-    fn fail(&mut self, code: u16, reason: &str, now: Instant) {
-        self.failed.get_or_insert(code);
+    fn fail(&mut self, failure: Failure, now: Instant) {
+        let failure = *self.failed.get_or_insert(failure);
+        let code = failure.code();
         if self.close.local_close(Some(code)) {
+            let reason = match failure {
+                Failure::Violation(v) => v.reason,
+                Failure::IdleTimeout => "idle timeout",
+            };
             self.queue_close(Some(code), reason);
         }
         if self.role == Role::Server {
@@ -371,7 +397,7 @@ impl Connection {
             return;
         }
         self.ending = Some(match self.failed {
-            Some(code) => Ending::Failed(code),
+            Some(failure) => Ending::Failed(failure.code()),
             None if self.close.received() || self.close.sent() => Ending::Closed,
             None => otherwise,
         });
@@ -403,14 +429,17 @@ impl Connection {
         if let Some(d) = self.close_deadline {
             if now >= d {
                 log::debug!("the peer did not finish the closing handshake in time");
-                self.ending = Some(self.failed.map_or(Ending::Closed, Ending::Failed));
+                self.ending = Some(
+                    self.failed
+                        .map_or(Ending::Closed, |f| Ending::Failed(f.code())),
+                );
             }
             return;
         }
         if let Some(idle) = self.settings.idle_timeout {
             if now >= self.last_received + idle {
                 log::debug!("idle for {idle:?}: closing");
-                self.fail(GOING_AWAY, "idle timeout", now);
+                self.fail(Failure::IdleTimeout, now);
             }
         }
     }
@@ -538,6 +567,12 @@ impl Connection {
     /// the socket.
     pub fn ending(&self) -> Option<Ending> {
         self.ending
+    }
+
+    /// Why this end failed the connection (the reason of an
+    /// [`Ending::Failed`]), once it has.
+    pub fn failure(&self) -> Option<Failure> {
+        self.failed
     }
 
     /// The close reason code for `ending` (AS3's `closeReason`): the code
