@@ -331,3 +331,45 @@ fn wss_to_a_plain_server_is_a_tls_security_error() {
     assert_eq!(g.error.as_deref(), Some("Tls(certificate: false)"));
     assert!(g.text.contains("does not speak TLS"), "{}", g.text);
 }
+
+#[test]
+fn a_server_whose_backlog_is_full_is_the_connect_timeout() {
+    use socket2::{Domain, Socket, Type};
+    // A listener that never accepts, with the shortest queue: once the
+    // queue is full, the system drops further connection attempts, which
+    // then wait until the connect timeout.
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    listener.bind(&addr.into()).expect("bind");
+    listener.listen(0).expect("listen");
+    let addr = listener
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("an IP address");
+    let mut queued = Vec::new();
+    let mut full = false;
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => queued.push(s),
+            Err(_) => {
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(full, "the queue of a listener with backlog 0 fills up");
+    let ws = WebSocket::with_config(Config::default().connect_timeout(Duration::from_millis(300)));
+    let rx = record_failures(&ws);
+    ws.connect(&format!("ws://{addr}/"), &[]).expect("connect");
+    let g = got(&rx);
+    assert_eq!(g.event_type, "ioError");
+    assert_eq!(g.error_id, IOErrorEvent::TIMED_OUT_ID);
+    assert_eq!(g.error.as_deref(), Some("Timeout(Connect, 300ms)"));
+    assert!(
+        g.text
+            .contains(&format!("Cannot connect to 127.0.0.1:{}", addr.port())),
+        "{}",
+        g.text
+    );
+}
