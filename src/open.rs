@@ -10,6 +10,7 @@ mod server;
 use crate::connection::Conn;
 use crate::session::Session;
 use failure::OpenFailure;
+pub(crate) use server::refuse_unavailable;
 use std::sync::Arc;
 
 /// What a completed opening handshake hands to the read loop.

@@ -10,6 +10,7 @@ use crate::dispatcher::{EventDispatcher, ListenerRegistry};
 use crate::error::Error;
 use crate::event::EventTarget;
 use crate::message::MessageData;
+use crate::open;
 use crate::proto::close::{self, GOING_AWAY};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
 use crate::proto::Role;
@@ -430,6 +431,8 @@ impl WebSocket {
     /// property when the client offered it) and dispatches `connect` when the
     /// handshake is complete. A request that is not a valid upgrade gets an
     /// HTTP error response, then the socket is closed and `close` is dispatched.
+    /// When the connection's thread cannot be started, the client gets
+    /// `503 Service Unavailable` and the call an [`Error::Io`].
     ///
     /// [`Error::InvalidArgument`] when `socket` is `None` (AS3's null),
     /// [`Error::AlreadyOpen`] when a connection is open or opening.
@@ -438,7 +441,14 @@ impl WebSocket {
             return Err(Error::argument("startServer: the socket is null"));
         };
         let session = self.begin_session("startServer", Role::Server, |_| {})?;
-        self.spawn(session, move |s| s.run_server(tcp, None))
+        let tcp = Arc::new(tcp);
+        let kept = tcp.clone();
+        let started = self.spawn(session, move |s| s.run_server(tcp, None));
+        if started.is_err() {
+            // No thread to serve it: tell the client why.
+            open::refuse_unavailable(&kept);
+        }
+        started
     }
 
     /// Like [`start_server`](Self::start_server), for `wss`: runs a TLS
@@ -457,6 +467,7 @@ impl WebSocket {
         };
         let tls = tls.clone();
         let session = self.begin_session("startServer", Role::Server, |_| {})?;
+        let tcp = Arc::new(tcp);
         self.spawn(session, move |s| s.run_server(tcp, Some(tls)))
     }
 

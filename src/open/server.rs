@@ -16,15 +16,14 @@ use crate::proto::Role;
 use crate::session::Session;
 use crate::tls::ServerTls;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl Session {
     /// The connection's thread of a server: opens the connection, then runs it.
-    pub(crate) fn run_server(self, tcp: TcpStream, tls: Option<ServerTls>) {
-        let tcp = Arc::new(tcp);
+    pub(crate) fn run_server(self, tcp: Arc<TcpStream>, tls: Option<ServerTls>) {
         let peer = tcp
             .peer_addr()
             .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
@@ -179,6 +178,34 @@ fn accept_tls(
             )))
         }
     }
+}
+
+/// Answers a client that no thread can serve with 503, on the calling
+/// thread: reads what the request sent so far (so that closing does not
+/// reset the connection before the answer is read), writes the answer,
+/// half-closes, and waits a moment for the rest of the request.
+pub(crate) fn refuse_unavailable(tcp: &TcpStream) {
+    let response = handshake::http_response(
+        503,
+        "text/plain; charset=utf-8",
+        &[("Retry-After", "1"), ("X-Content-Type-Options", "nosniff")],
+        b"The server cannot take this connection now; try again later.\n",
+    );
+    let mut tcp = tcp;
+    let mut buf = [0u8; 4096];
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
+    if tcp.write_all(&response).is_err() {
+        return;
+    }
+    let _ = tcp.shutdown(Shutdown::Write);
+    for _ in 0..16 {
+        match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    log::debug!("no thread for a connection: answered 503");
 }
 
 /// After an HTTP error response: half-close, and read what the client still

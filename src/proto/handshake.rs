@@ -263,19 +263,33 @@ impl RequestError {
         }
     }
 
-    /// The complete HTTP response for this rejection.
+    /// The complete HTTP response for this rejection: a plain-text body
+    /// that says what was wrong without repeating the request (no path,
+    /// no header value), sent with `X-Content-Type-Options: nosniff`.
     pub fn response(&self) -> Vec<u8> {
         let status = self.status();
+        let nosniff = ("X-Content-Type-Options", "nosniff");
         let extra: &[(&str, &str)] = if status == 426 {
-            &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")]
+            &[
+                ("Sec-WebSocket-Version", "13"),
+                ("Upgrade", "websocket"),
+                nosniff,
+            ]
         } else {
-            &[]
+            &[nosniff]
+        };
+        let body = match self {
+            RequestError::NotUpgrade { .. } => {
+                "This is a WebSocket server: the request is not a WebSocket upgrade.".to_owned()
+            }
+            RequestError::Malformed(_) => "malformed HTTP request".to_owned(),
+            other => other.to_string(),
         };
         http_response(
             status,
             "text/plain; charset=utf-8",
             extra,
-            format!("{self}\n").as_bytes(),
+            format!("{body}\n").as_bytes(),
         )
     }
 }
@@ -347,6 +361,18 @@ pub fn parse_request(
     if method != "GET" {
         return Err(RequestError::Invalid("the method is not GET"));
     }
+    // Headers that must appear once (RFC 6455 §11.3.1, RFC 9112 §3.2): a
+    // second value is an attempt to be read two ways.
+    for (name, why) in SINGLE_HEADERS {
+        if headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .count()
+            > 1
+        {
+            return Err(RequestError::Invalid(why));
+        }
+    }
     if req.version != Some(1) {
         return Err(RequestError::Invalid("the HTTP version is not 1.1"));
     }
@@ -383,6 +409,20 @@ pub fn parse_request(
         len,
     )))
 }
+
+/// The headers an upgrade request may carry once only, and the error for a
+/// second one.
+const SINGLE_HEADERS: [(&str, &str); 3] = [
+    ("host", "more than one Host header"),
+    (
+        "sec-websocket-key",
+        "more than one Sec-WebSocket-Key header",
+    ),
+    (
+        "sec-websocket-version",
+        "more than one Sec-WebSocket-Version header",
+    ),
+];
 
 /// The reason phrase of common HTTP status codes.
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -614,6 +654,49 @@ mod tests {
             parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", 10),
             Err(RequestError::TooLarge)
         );
+    }
+
+    #[test]
+    fn a_header_that_must_be_single_twice_is_a_400() {
+        for (line, name) in [
+            ("Host: evil.example\r\n", "Host"),
+            (
+                "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n",
+                "Sec-WebSocket-Key",
+            ),
+            ("sec-websocket-version: 13\r\n", "Sec-WebSocket-Version"),
+        ] {
+            let err = parse_request(&request(&format!("{GOOD}{line}")), 8192).unwrap_err();
+            assert_eq!(err.status(), 400, "{name}");
+            let text = String::from_utf8(err.response()).unwrap();
+            assert!(
+                text.contains(&format!("more than one {name} header")),
+                "{text}"
+            );
+            assert!(
+                text.contains("X-Content-Type-Options: nosniff\r\n"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_400_body_does_not_repeat_the_request() {
+        let path = "/<script>alert(1)</script>";
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let err = parse_request(req.as_bytes(), 8192).unwrap_err();
+        let text = String::from_utf8(err.response()).unwrap();
+        assert!(!text.contains("script"), "{text}");
+        assert!(
+            text.contains("X-Content-Type-Options: nosniff\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("the request is not a WebSocket upgrade.\n"),
+            "{text}"
+        );
+        // The error itself still names it, for the log.
+        assert!(err.to_string().contains(path));
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! A server that hostile clients cannot talk into a bad state, over real
+//! loopback sockets: strict upgrade requests (a header that must be single
+//! sent twice gets 400), and a 503 for a client that no thread can serve.
+
+mod support;
+
+use airws::{Config, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::Duration;
+use support::*;
+
+/// A server whose `WebSocket`s use `config`; accepted `start_server`
+/// results are reported on the channel.
+fn server_with(config: Config) -> (ServerSocket, mpsc::Receiver<Result<(), String>>) {
+    let (tx, rx) = mpsc::channel();
+    let server = ServerSocket::new();
+    server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
+        let ws = WebSocket::with_config(config.clone());
+        let started = ws.start_server(e.socket()).map_err(|e| e.to_string());
+        let _ = tx.send(started);
+        // Kept open for the test's length.
+        std::mem::forget(ws);
+    });
+    server.bind(0, "127.0.0.1").expect("bind");
+    server.listen().expect("listen");
+    (server, rx)
+}
+
+/// Sends `request` and reads the response: its head, and the body its
+/// `Content-Length` announces.
+fn exchange(port: u16, request: &str) -> String {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    tcp.write_all(request.as_bytes()).expect("request");
+    let head = read_head(&mut tcp);
+    let length = header(&head, "content-length").map_or(0, |v| v.parse().expect("a length"));
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).expect("the body");
+    head + &String::from_utf8_lossy(&body)
+}
+
+const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+                       Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                       Sec-WebSocket-Version: 13\r\n";
+
+#[test]
+fn a_header_that_must_be_single_sent_twice_gets_400() {
+    let server = EchoServer::start();
+    let good = exchange(server.port, &format!("{UPGRADE}\r\n"));
+    assert!(good.starts_with("HTTP/1.1 101 "), "{good}");
+    for (extra, name) in [
+        ("Host: other.example\r\n", "Host"),
+        (
+            "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n",
+            "Sec-WebSocket-Key",
+        ),
+        ("Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Version"),
+    ] {
+        let response = exchange(server.port, &format!("{UPGRADE}{extra}\r\n"));
+        assert!(
+            response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{name}: {response}"
+        );
+        assert!(
+            response.contains(&format!("more than one {name} header")),
+            "{name}: {response}"
+        );
+        assert!(response.contains("X-Content-Type-Options: nosniff\r\n"));
+    }
+}
+
+#[test]
+fn a_plain_request_gets_a_400_that_does_not_repeat_its_path() {
+    let server = EchoServer::start();
+    let response = exchange(
+        server.port,
+        "GET /<img%20src=x> HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+    assert!(!response.contains("img"), "{response}");
+    assert!(response.contains("X-Content-Type-Options: nosniff\r\n"));
+}
+
+#[test]
+fn a_client_that_no_thread_can_serve_gets_503() {
+    // A stack no system can map: the connection's thread cannot start.
+    let (server, started) = server_with(Config::default().thread_stack_size(1 << 46));
+    let response = exchange(server.local_port(), &format!("{UPGRADE}\r\n"));
+    assert!(
+        response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("Retry-After: 1\r\n"), "{response}");
+    let result = started
+        .recv_timeout(Duration::from_secs(5))
+        .expect("start_server returned");
+    let err = result.expect_err("start_server fails");
+    assert!(err.starts_with("IOError: "), "{err}");
+}
