@@ -5,7 +5,7 @@ use crate::dispatcher::{EventDispatcher, ListenerRegistry};
 use crate::error::Error;
 use crate::event::{Event, EventTarget, ServerSocketConnectEvent};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::{self, JoinHandle};
@@ -21,6 +21,8 @@ struct State {
 
 struct Accepting {
     stop: Arc<AtomicBool>,
+    /// Shared with the accept thread, so that `close` can shut it down.
+    listener: Arc<TcpListener>,
     thread: JoinHandle<()>,
 }
 
@@ -42,15 +44,21 @@ impl Shared {
         };
         let Some(accept) = accept else { return };
         accept.stop.store(true, Ordering::SeqCst);
-        // Wake the blocked accept() with a connection of our own.
-        if let Some(mut addr) = local {
-            if addr.ip().is_unspecified() {
-                addr.set_ip(match addr.ip() {
-                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                });
+        // Wake the blocked accept(): shutting the listening socket down
+        // makes it return at once, and needs no new descriptor (there may
+        // be none left). Where the system does not allow that, connect to
+        // it instead.
+        if let Err(e) = socket2::SockRef::from(&*accept.listener).shutdown(Shutdown::Both) {
+            log::debug!("shutting the listening socket down failed ({e}): connecting to it");
+            if let Some(mut addr) = local {
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr.ip() {
+                        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    });
+                }
+                let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
             }
-            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
         }
         if accept.thread.thread().id() != thread::current().id() {
             let _ = accept.thread.join();
@@ -187,13 +195,19 @@ impl ServerSocket {
         let shared = self.shared().clone();
         let weak = Arc::downgrade(&self.handle);
         let thread_stop = stop.clone();
+        let listener = Arc::new(listener);
+        let thread_listener = listener.clone();
         let spawned = thread::Builder::new()
             .name("airws-accept".into())
             .stack_size(512 << 10)
-            .spawn(move || accept_loop(listener, shared, weak, thread_stop));
+            .spawn(move || accept_loop(thread_listener, shared, weak, thread_stop));
         match spawned {
             Ok(thread) => {
-                st.accept = Some(Accepting { stop, thread });
+                st.accept = Some(Accepting {
+                    stop,
+                    listener,
+                    thread,
+                });
                 Ok(())
             }
             Err(e) => {
@@ -235,7 +249,7 @@ impl ServerSocket {
 }
 
 fn accept_loop(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     shared: Arc<Shared>,
     handle: Weak<Handle>,
     stop: Arc<AtomicBool>,
