@@ -394,7 +394,7 @@ impl Conn {
     /// What a send fails with once a write failed with `kind`: the write
     /// timeout, or the I/O error.
     pub(crate) fn broken_error(&self, kind: io::ErrorKind) -> Error {
-        let timeout = self.transport.socket().write_timeout().ok().flatten();
+        let timeout = self.transport.write_timeout();
         Error::io_or_timeout(
             "The connection failed",
             io::Error::from(kind),
@@ -545,6 +545,11 @@ pub(crate) fn read_loop(
         // another thread is writing), the next deadline, the room to read
         // into.
         // (A deadline that has passed makes the read below time out at once.)
+        if st.broken.is_some() {
+            // A write failed: nothing more is read, parsed or answered.
+            st.proto.stream_failed();
+            return (st.proto.ending().unwrap_or(Ending::Broken), None);
+        }
         if st.proto.has_transmit() {
             st = match conn.flush(st, false) {
                 Ok(st) => st,
@@ -613,7 +618,9 @@ fn dispatch<'a>(
     deliver: &mut dyn Deliver,
     now: Instant,
 ) -> MutexGuard<'a, Locked> {
-    while st.proto.has_messages() {
+    // After a failed write, what was read is not parsed further: its
+    // pings would only queue pongs that cannot be sent.
+    while st.broken.is_none() && st.proto.has_messages() {
         st.proto.poll_messages(now, messages);
         if messages.is_empty() {
             continue;

@@ -19,7 +19,6 @@ impl Session {
         let _ = conn.transport.socket().set_read_timeout(None);
         let _ = conn
             .transport
-            .socket()
             .set_write_timeout(self.config().write_timeout);
         conn.set_reader_thread();
         let published = self.with_current(|st| {

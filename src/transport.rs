@@ -12,8 +12,9 @@
 use native_tls::{HandshakeError, TlsStream};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Encrypt at most this much plaintext at a time, so that a large message
 /// does not produce its whole ciphertext in memory at once.
@@ -176,17 +177,121 @@ pub(crate) fn drive_handshake(
 pub(crate) struct Transport {
     tcp: Arc<TcpStream>,
     tls: Option<Mutex<TlsStream<MemIo>>>,
+    /// What one write (a frame, or what is queued) may take in all,
+    /// partial writes included; `None`: no limit. The socket's send
+    /// timeout is this, shortened while a write has made partial progress.
+    write_timeout: AtomicU64,
+}
+
+/// `Transport::write_timeout` when there is none.
+const NO_TIMEOUT: u64 = u64::MAX;
+
+/// The deadline of one write, partial writes included.
+struct WriteClock {
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    /// The socket's send timeout was shortened: restore it at the end.
+    shortened: bool,
 }
 
 impl Transport {
     pub(crate) fn plain(tcp: Arc<TcpStream>) -> Transport {
-        Transport { tcp, tls: None }
+        Transport {
+            tcp,
+            tls: None,
+            write_timeout: AtomicU64::new(NO_TIMEOUT),
+        }
     }
 
     pub(crate) fn tls(tcp: Arc<TcpStream>, session: TlsStream<MemIo>) -> Transport {
         Transport {
             tcp,
             tls: Some(Mutex::new(session)),
+            write_timeout: AtomicU64::new(NO_TIMEOUT),
+        }
+    }
+
+    /// Sets how long one write may take, partial writes included.
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let nanos = timeout.map_or(NO_TIMEOUT, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(NO_TIMEOUT - 1)
+        });
+        self.write_timeout.store(nanos, Ordering::Relaxed);
+        self.tcp.set_write_timeout(timeout)
+    }
+
+    /// How long one write may take.
+    pub(crate) fn write_timeout(&self) -> Option<Duration> {
+        match self.write_timeout.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// Starts the clock of one write.
+    fn clock(&self) -> WriteClock {
+        let timeout = self.write_timeout();
+        WriteClock {
+            timeout,
+            deadline: timeout.map(|t| Instant::now() + t),
+            shortened: false,
+        }
+    }
+
+    /// Ends the clock of one write: the send timeout is the whole again.
+    fn stop_clock(&self, clock: &WriteClock) {
+        if clock.shortened {
+            let _ = self.tcp.set_write_timeout(clock.timeout);
+        }
+    }
+
+    /// `parts` to the socket in order, in as few writes as the kernel
+    /// allows, by the clock's deadline: after a partial write the socket's
+    /// send timeout is what is left, so that a peer that reads a little now
+    /// and then cannot make one write last longer than the timeout.
+    fn send(&self, mut parts: [&[u8]; 3], clock: &mut WriteClock) -> io::Result<()> {
+        let mut tcp = &*self.tcp;
+        let mut first = 0;
+        loop {
+            while first < parts.len() && parts[first].is_empty() {
+                first += 1;
+            }
+            if first == parts.len() {
+                return Ok(());
+            }
+            let slices = [
+                IoSlice::new(parts[0]),
+                IoSlice::new(parts[1]),
+                IoSlice::new(parts[2]),
+            ];
+            match tcp.write_vectored(&slices[first..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    for part in parts[first..].iter_mut() {
+                        let take = n.min(part.len());
+                        *part = &part[take..];
+                        n -= take;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    if parts.iter().all(|p| p.is_empty()) {
+                        return Ok(());
+                    }
+                    // Partial progress: the next write gets what is left.
+                    if let Some(deadline) = clock.deadline {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(write_timed_out());
+                        }
+                        tcp.set_write_timeout(Some(left))?;
+                        clock.shortened = true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(write_timed_out()),
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -241,9 +346,21 @@ impl Transport {
     /// Writes `data` to the peer. The caller serializes writes (the
     /// connection's writer role).
     pub(crate) fn write_all(&self, data: &[u8], spare: &mut Vec<u8>) -> io::Result<()> {
-        let mut tcp = &*self.tcp;
+        let mut clock = self.clock();
+        let written = self.write_timed(data, spare, &mut clock);
+        self.stop_clock(&clock);
+        written
+    }
+
+    /// `write_all` on the clock of a write that has begun.
+    fn write_timed(
+        &self,
+        data: &[u8],
+        spare: &mut Vec<u8>,
+        clock: &mut WriteClock,
+    ) -> io::Result<()> {
         let Some(tls) = &self.tls else {
-            return tcp.write_all(data);
+            return self.send([data, &[], &[]], clock);
         };
         let mut chunks = data.chunks(TLS_CHUNK);
         loop {
@@ -255,7 +372,7 @@ impl Transport {
                 }
                 std::mem::swap(&mut s.get_mut().outgoing, spare);
             }
-            let written = tcp.write_all(spare);
+            let written = self.send([spare, &[], &[]], clock);
             spare.clear();
             written?;
             if chunk.is_none() {
@@ -284,7 +401,10 @@ impl Transport {
             }
             return self.write_all(body, spare);
         }
-        write_all_vectored(&self.tcp, [prefix, head, body])
+        let mut clock = self.clock();
+        let written = self.send([prefix, head, body], &mut clock);
+        self.stop_clock(&clock);
+        written
     }
 
     /// Ends our direction of the stream: TLS close_notify, then a TCP FIN.
@@ -304,35 +424,7 @@ impl Transport {
     }
 }
 
-/// `parts` to `tcp` in order, in as few writes as the kernel allows.
-fn write_all_vectored(mut tcp: &TcpStream, mut parts: [&[u8]; 3]) -> io::Result<()> {
-    let mut first = 0;
-    loop {
-        while first < parts.len() && parts[first].is_empty() {
-            first += 1;
-        }
-        if first == parts.len() {
-            return Ok(());
-        }
-        let slices = [
-            IoSlice::new(parts[0]),
-            IoSlice::new(parts[1]),
-            IoSlice::new(parts[2]),
-        ];
-        match tcp.write_vectored(&slices[first..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(mut n) => {
-                for part in parts[first..].iter_mut() {
-                    let take = n.min(part.len());
-                    *part = &part[take..];
-                    n -= take;
-                    if n == 0 {
-                        break;
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+/// The error of a write that did not finish by its deadline.
+fn write_timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the write timed out")
 }

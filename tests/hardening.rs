@@ -7,8 +7,9 @@ mod support;
 use airws::{Config, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 use support::*;
 
 /// A server whose `WebSocket`s use `config`; accepted `start_server`
@@ -98,4 +99,62 @@ fn a_client_that_no_thread_can_serve_gets_503() {
         .expect("start_server returned");
     let err = result.expect_err("start_server fails");
     assert!(err.starts_with("IOError: "), "{err}");
+}
+
+#[test]
+fn write_timeout_bounds_the_whole_write_against_a_peer_that_reads_a_trickle() {
+    let config = Config::default()
+        .write_timeout(Duration::from_secs(1))
+        .close_timeout(Duration::from_millis(300));
+    let (ws, rx, peer) = client_of_raw_peer_with(config);
+    // The peer reads 16 KiB every 50 ms until the library closes the
+    // connection: each write makes a little progress, none finishes. A
+    // timeout that restarted after each partial write would let a 64 MiB
+    // message go on for minutes.
+    let mut stream = peer.stream.try_clone().expect("clone");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_reading = stop.clone();
+    let trickle = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 << 10];
+        let mut total = 0usize;
+        for _ in 0..2_000 {
+            if stop_reading.load(Ordering::SeqCst) {
+                break;
+            }
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        total
+    });
+    let started = Instant::now();
+    let big = vec![1u8; 64 << 20];
+    let err = ws
+        .send_message(WebSocket::FMT_BINARY, &big[..])
+        .expect_err("the write cannot finish");
+    let took = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        matches!(
+            err,
+            airws::Error::Timeout {
+                which: airws::Timeout::Write,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "a 1 s write timeout ended the write after {took:?}"
+    );
+    // The connection ends at once with ioError and close, and nothing
+    // follows: no read, no pong, no second failure.
+    assert!(matches!(next(&rx), Seen::IoError(..)));
+    assert!(matches!(next(&rx), Seen::Close(1006)));
+    let read = trickle.join().expect("the trickle reader");
+    assert!(read > 0 && read < 64 << 20, "the peer read {read} bytes");
+    nothing_more(&rx, 200);
 }
