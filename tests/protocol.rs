@@ -933,7 +933,7 @@ fn the_idle_timeout_fails_a_client_with_1001() {
         p.client.conn.poll_timeout(),
         Some(t0 + Duration::from_secs(50))
     );
-    let mut room = p.client.conn.lend_room(1, 1 << 20).expect("a room");
+    let mut room = p.client.conn.lend_room(body.len(), 1 << 20).expect("a room");
     assert_eq!(room.bytes().len(), body.len());
     room.bytes().copy_from_slice(body);
     p.client
@@ -1834,14 +1834,23 @@ fn no_room_is_lent_outside_a_large_data_payload() {
         // A read that brought nothing, then the rest in two reads.
         side.conn.return_room(room, 0, now);
         let body = &frame[head..];
+        // No more room than what has arrived (at least `min`): it doubles.
         let mut room = side.conn.lend_room(1, 600).expect("a room");
-        assert_eq!(room.bytes().len(), 600);
-        room.bytes()[..400].copy_from_slice(&body[..400]);
-        side.conn.return_room(room, 400, now);
+        assert_eq!(room.bytes().len(), 1, "{role:?}: nothing arrived yet");
+        room.bytes().copy_from_slice(&body[..1]);
+        side.conn.return_room(room, 1, now);
+        let mut room = side.conn.lend_room(300, 600).expect("a room");
+        assert_eq!(room.bytes().len(), 300);
+        room.bytes()[..299].copy_from_slice(&body[1..300]);
+        side.conn.return_room(room, 299, now);
         let mut room = side.conn.lend_room(1, 4096).expect("a room");
-        assert_eq!(room.bytes().len(), 600);
-        room.bytes().copy_from_slice(&body[400..]);
-        side.conn.return_room(room, 600, now);
+        assert_eq!(room.bytes().len(), 300, "{role:?}: as much as arrived");
+        room.bytes().copy_from_slice(&body[300..600]);
+        side.conn.return_room(room, 300, now);
+        let mut room = side.conn.lend_room(1, 4096).expect("a room");
+        assert_eq!(room.bytes().len(), 400, "{role:?}: the rest");
+        room.bytes().copy_from_slice(&body[600..]);
+        side.conn.return_room(room, 400, now);
         side.collect(now);
         assert_eq!(side.inbox, [binary(&[5; 1000])], "{role:?}");
         // After a close, nothing more is lent.

@@ -96,9 +96,10 @@ pub struct Receiver {
     spare_bytes: usize,
 }
 
-/// Reserve at most this much ahead of the data that has arrived: a header
-/// that announces a large frame does not make us allocate it all at once.
-const RESERVE_STEP: u64 = 1 << 20;
+/// A message's buffer starts with room for at most this much, and then
+/// grows by at most what has arrived (it doubles): a header that
+/// announces a large frame costs memory only as its bytes arrive.
+const RESERVE_FIRST: usize = 16 << 10;
 /// The largest buffer [`Receiver::recycle`] keeps.
 const RECYCLE_MAX: usize = 256 << 10;
 /// At most this many bytes of buffers are kept for reuse, in at most
@@ -193,9 +194,12 @@ impl Receiver {
     /// the message being assembled, when at least `min` bytes of it are still
     /// to come: the caller reads the peer's bytes straight into it (saving a
     /// copy of large payloads), then passes how many it read to
-    /// [`Receiver::commit_room`]. The room holds at most `max` bytes, whose
-    /// contents are unspecified (zeros, or what an earlier read left), and
-    /// counts against the message's limits like received data.
+    /// [`Receiver::commit_room`]. The room holds at most `max` bytes, and no
+    /// more than what has arrived of the message so far (but `min` at
+    /// least), so that a header announcing a large frame costs memory only
+    /// as its bytes arrive: the room doubles as they do. Its contents are
+    /// unspecified (zeros, or what an earlier read left), and it counts
+    /// against the message's limits like received data.
     ///
     /// `None` when the receiver is elsewhere (a header, a control frame, a
     /// short remainder): feed the bytes to [`Receiver::receive`] instead.
@@ -209,10 +213,17 @@ impl Receiver {
     /// let mut out = Vec::new();
     /// // A binary frame of 1000 bytes from a server: its header first.
     /// r.receive(&[0x82, 126, 0x03, 0xE8], &mut out).unwrap();
-    /// let room = r.payload_room(512, 4096).expect("in a large payload");
-    /// assert_eq!(room.len(), 1000);
+    /// // Nothing of the payload has arrived yet: room for `min` bytes.
+    /// let room = r.payload_room(256, 4096).expect("in a large payload");
+    /// assert_eq!(room.len(), 256);
     /// room.fill(7); // what a read from the socket would do
-    /// r.commit_room(1000, &mut out).unwrap();
+    /// r.commit_room(256, &mut out).unwrap();
+    /// // 256 bytes have arrived: room for as many again.
+    /// let room = r.payload_room(256, 4096).expect("in a large payload");
+    /// assert_eq!(room.len(), 256);
+    /// room.fill(7);
+    /// r.commit_room(256, &mut out).unwrap();
+    /// r.receive(&[7; 488], &mut out).unwrap();
     /// assert_eq!(out, vec![Incoming::Binary(vec![7; 1000])]);
     /// ```
     #[doc(hidden)]
@@ -227,8 +238,13 @@ impl Receiver {
             return None;
         }
         let m = self.message.as_mut()?;
-        let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(max);
         let start = m.data.len() - self.room;
+        // No more room than what has arrived of the message (at least
+        // `min`): announced bytes that never come cost nothing.
+        let want = usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(max)
+            .min(start.max(min));
         // Room left by the last read is reused as it is; only new bytes are
         // zeroed.
         m.data.resize(start + want, 0);
@@ -252,8 +268,10 @@ impl Receiver {
     /// let mut out = Vec::new();
     /// r.receive(&[0x82, 126, 0x03, 0xE8], &mut out).unwrap();
     /// let mut room = r.lend_room(512, 4096).expect("in a large payload");
+    /// assert_eq!(room.bytes().len(), 512);
     /// room.bytes().fill(7);
-    /// r.return_room(room, 1000, &mut out).unwrap();
+    /// r.return_room(room, 512, &mut out).unwrap();
+    /// r.receive(&[7; 488], &mut out).unwrap();
     /// assert_eq!(out, vec![Incoming::Binary(vec![7; 1000])]);
     /// ```
     pub fn lend_room(&mut self, min: usize, max: usize) -> Option<Room> {
@@ -461,7 +479,7 @@ impl Receiver {
                         if h.payload_len > self.limits.max_message_size {
                             return Err(ProtocolError::new(MESSAGE_TOO_BIG, "message too big"));
                         }
-                        let first = h.payload_len.min(RESERVE_STEP) as usize;
+                        let first = h.payload_len.min(RESERVE_FIRST as u64) as usize;
                         let data = self.message_buffer(first);
                         self.message = Some(Partial {
                             text: h.opcode == OP_TEXT,
@@ -474,7 +492,8 @@ impl Receiver {
                         if total > self.limits.max_message_size {
                             return Err(ProtocolError::new(MESSAGE_TOO_BIG, "message too big"));
                         }
-                        m.data.reserve(h.payload_len.min(RESERVE_STEP) as usize);
+                        let step = RESERVE_FIRST.max(m.data.len()) as u64;
+                        m.data.reserve(h.payload_len.min(step) as usize);
                     }
                 }
             }
