@@ -3,7 +3,10 @@
 //! itself again with `AIRWS_CHILD` naming the test, under the limits the
 //! test sets with `prlimit`, and the parent checks how it ended.
 
+mod support;
+
 use airws::ServerSocket;
+use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -47,6 +50,48 @@ fn in_child(name: &str, limits: &[&str], body: impl FnOnce()) {
             panic!("{name} did not finish within {CHILD_LIMIT:?} in its child process");
         }
     }
+}
+
+/// The README's server (`examples/echo_server.rs`).
+#[allow(dead_code)]
+#[path = "../examples/echo_server.rs"]
+mod echo_server;
+
+/// The process's resident memory, in KiB.
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Each connection thread's count of voluntary context switches (by
+/// thread id): it goes up each time the thread blocks, so a thread whose
+/// count has moved has worked through what woke it and waits again.
+fn connection_thread_switches() -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        // The name as the system keeps it: 15 bytes.
+        if !"airws-connection".starts_with(comm.trim()) || comm.trim().len() < 10 {
+            continue;
+        }
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        let switches = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(n) = switches {
+            counts.insert(task.file_name().to_string_lossy().into_owned(), n);
+        }
+    }
+    counts
 }
 
 /// Opens files until the process has no descriptor left; returns them.
@@ -94,6 +139,63 @@ fn server_socket_close_returns_at_once_with_no_descriptor_left() {
                 took < Duration::from_secs(1),
                 "dropping the last handle took {took:?} with no descriptor left"
             );
+        },
+    );
+}
+
+#[test]
+fn a_claimed_large_frame_costs_only_what_arrived() {
+    in_child(
+        "a_claimed_large_frame_costs_only_what_arrived",
+        &["--nofile=4096"],
+        || {
+            const CONNECTIONS: usize = 400;
+            let server =
+                echo_server::listen("127.0.0.1:0".parse().expect("address")).expect("listen");
+            let port = server.local_port();
+            // Warm up: what the process sets up once.
+            let warm: Vec<_> = (0..20).map(|_| support::raw_client(port, "")).collect();
+            drop(warm);
+            assert!(support::eventually(
+                || connection_thread_switches().is_empty()
+            ));
+            let before = resident_kib();
+            let mut peers: Vec<_> = (0..CONNECTIONS)
+                .map(|_| support::raw_client(port, "").0)
+                .collect();
+            let idle = resident_kib();
+            let switches = connection_thread_switches();
+            assert_eq!(switches.len(), CONNECTIONS);
+            // Each client announces a 16 MiB binary frame and sends one byte of it.
+            for peer in &mut peers {
+                let frame = support::RawFrame::new(support::OP_BINARY, vec![0u8; 1])
+                    .claim(16 << 20)
+                    .masked([1, 2, 3, 4])
+                    .build();
+                peer.send_raw(&frame);
+            }
+            // Every connection thread has read its byte and waits for more.
+            let all_moved = support::eventually(|| {
+                let now = connection_thread_switches();
+                switches
+                    .iter()
+                    .all(|(tid, n)| now.get(tid).is_some_and(|m| m > n))
+            });
+            assert!(all_moved, "every connection read its byte");
+            let after = resident_kib();
+            let per_connection = (after.saturating_sub(before)) / CONNECTIONS as u64;
+            let claim_cost = (after.saturating_sub(idle)) / CONNECTIONS as u64;
+            eprintln!(
+                "resident: {before} KiB before, {idle} KiB with {CONNECTIONS} idle connections, \
+                 {after} KiB once each claimed 16 MiB and sent 1 byte: {per_connection} KiB \
+                 per connection, of which the claim {claim_cost} KiB"
+            );
+            assert!(
+                per_connection <= 64,
+                "{per_connection} KiB per connection with a claimed 16 MiB frame"
+            );
+            drop(peers);
+            server.close();
         },
     );
 }

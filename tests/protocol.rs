@@ -933,12 +933,14 @@ fn the_idle_timeout_fails_a_client_with_1001() {
         p.client.conn.poll_timeout(),
         Some(t0 + Duration::from_secs(50))
     );
-    let mut room = p.client.conn.lend_room(body.len(), 1 << 20).expect("a room");
-    assert_eq!(room.bytes().len(), body.len());
-    room.bytes().copy_from_slice(body);
+    let (first, rest) = body.split_at(body.len() / 2);
+    p.client.conn.receive(first, t0 + Duration::from_secs(20));
+    let mut room = p.client.conn.lend_room(1, 1 << 20).expect("a room");
+    assert_eq!(room.bytes().len(), rest.len());
+    room.bytes().copy_from_slice(rest);
     p.client
         .conn
-        .return_room(room, body.len(), t0 + Duration::from_secs(25));
+        .return_room(room, rest.len(), t0 + Duration::from_secs(25));
     assert_eq!(
         p.client.conn.poll_timeout(),
         Some(t0 + Duration::from_secs(55))
@@ -1825,32 +1827,41 @@ fn no_room_is_lent_outside_a_large_data_payload() {
         let frame = frame_to(role, true, OP_BINARY, &[5; 1000]);
         let head = if role == Role::Server { 8 } else { 4 };
         side.conn.receive(&frame[..head], now);
+        let body = &frame[head..];
         assert!(
-            side.conn.lend_room(1001, 4096).is_none(),
+            side.conn.lend_room(1, 4096).is_none(),
+            "{role:?}: nothing of the payload has arrived"
+        );
+        side.conn.receive(&body[..100], now);
+        assert!(
+            side.conn.lend_room(901, 4096).is_none(),
             "{role:?}: too short"
         );
-        let mut room = side.conn.lend_room(1000, 4096).expect("a room");
-        assert_eq!(room.bytes().len(), 1000);
-        // A read that brought nothing, then the rest in two reads.
+        assert!(
+            side.conn.lend_room(101, 4096).is_none(),
+            "{role:?}: less than the minimum has arrived"
+        );
+        // No more room than what has arrived: it doubles.
+        let mut room = side.conn.lend_room(100, 4096).expect("a room");
+        assert_eq!(room.bytes().len(), 100, "{role:?}");
+        room.bytes().copy_from_slice(&body[100..200]);
+        side.conn.return_room(room, 100, now);
+        // A read that brought nothing, then the rest.
+        let mut room = side.conn.lend_room(150, 4096).expect("a room");
+        assert_eq!(room.bytes().len(), 200, "{role:?}");
         side.conn.return_room(room, 0, now);
-        let body = &frame[head..];
-        // No more room than what has arrived (at least `min`): it doubles.
-        let mut room = side.conn.lend_room(1, 600).expect("a room");
-        assert_eq!(room.bytes().len(), 1, "{role:?}: nothing arrived yet");
-        room.bytes().copy_from_slice(&body[..1]);
-        side.conn.return_room(room, 1, now);
-        let mut room = side.conn.lend_room(300, 600).expect("a room");
-        assert_eq!(room.bytes().len(), 300);
-        room.bytes()[..299].copy_from_slice(&body[1..300]);
-        side.conn.return_room(room, 299, now);
         let mut room = side.conn.lend_room(1, 4096).expect("a room");
-        assert_eq!(room.bytes().len(), 300, "{role:?}: as much as arrived");
-        room.bytes().copy_from_slice(&body[300..600]);
-        side.conn.return_room(room, 300, now);
+        assert_eq!(room.bytes().len(), 200, "{role:?}");
+        room.bytes().copy_from_slice(&body[200..400]);
+        side.conn.return_room(room, 200, now);
         let mut room = side.conn.lend_room(1, 4096).expect("a room");
-        assert_eq!(room.bytes().len(), 400, "{role:?}: the rest");
-        room.bytes().copy_from_slice(&body[600..]);
+        assert_eq!(room.bytes().len(), 400, "{role:?}");
+        room.bytes().copy_from_slice(&body[400..800]);
         side.conn.return_room(room, 400, now);
+        let mut room = side.conn.lend_room(1, 4096).expect("a room");
+        assert_eq!(room.bytes().len(), 200, "{role:?}: the rest");
+        room.bytes().copy_from_slice(&body[800..]);
+        side.conn.return_room(room, 200, now);
         side.collect(now);
         assert_eq!(side.inbox, [binary(&[5; 1000])], "{role:?}");
         // After a close, nothing more is lent.

@@ -195,11 +195,12 @@ impl Receiver {
     /// to come: the caller reads the peer's bytes straight into it (saving a
     /// copy of large payloads), then passes how many it read to
     /// [`Receiver::commit_room`]. The room holds at most `max` bytes, and no
-    /// more than what has arrived of the message so far (but `min` at
-    /// least), so that a header announcing a large frame costs memory only
-    /// as its bytes arrive: the room doubles as they do. Its contents are
-    /// unspecified (zeros, or what an earlier read left), and it counts
-    /// against the message's limits like received data.
+    /// more than what has arrived of the message so far, so that a header
+    /// announcing a large frame costs memory only as its bytes arrive: there
+    /// is no room before `min` bytes have arrived, and then it doubles as
+    /// they do. Its contents are unspecified (zeros, or what an earlier read
+    /// left), and it counts against the message's limits like received
+    /// data.
     ///
     /// `None` when the receiver is elsewhere (a header, a control frame, a
     /// short remainder): feed the bytes to [`Receiver::receive`] instead.
@@ -213,17 +214,19 @@ impl Receiver {
     /// let mut out = Vec::new();
     /// // A binary frame of 1000 bytes from a server: its header first.
     /// r.receive(&[0x82, 126, 0x03, 0xE8], &mut out).unwrap();
-    /// // Nothing of the payload has arrived yet: room for `min` bytes.
+    /// // Nothing of the payload has arrived yet: no room.
+    /// assert!(r.payload_room(256, 4096).is_none());
+    /// r.receive(&[7; 300], &mut out).unwrap();
+    /// // 300 bytes have arrived: room for as many again.
     /// let room = r.payload_room(256, 4096).expect("in a large payload");
-    /// assert_eq!(room.len(), 256);
+    /// assert_eq!(room.len(), 300);
     /// room.fill(7); // what a read from the socket would do
-    /// r.commit_room(256, &mut out).unwrap();
-    /// // 256 bytes have arrived: room for as many again.
+    /// r.commit_room(300, &mut out).unwrap();
+    /// // 600 have: room for the 400 left.
     /// let room = r.payload_room(256, 4096).expect("in a large payload");
-    /// assert_eq!(room.len(), 256);
+    /// assert_eq!(room.len(), 400);
     /// room.fill(7);
-    /// r.commit_room(256, &mut out).unwrap();
-    /// r.receive(&[7; 488], &mut out).unwrap();
+    /// r.commit_room(400, &mut out).unwrap();
     /// assert_eq!(out, vec![Incoming::Binary(vec![7; 1000])]);
     /// ```
     #[doc(hidden)]
@@ -233,18 +236,22 @@ impl Receiver {
             return None;
         };
         let remaining = header.payload_len - done;
-        if header.is_control() || remaining < min as u64 || self.message.is_none() {
+        let arrived = self
+            .message
+            .as_ref()
+            .map_or(0, |m| m.data.len() - self.room);
+        // No more room than what has arrived of the message: announced
+        // bytes that never come cost nothing.
+        if header.is_control() || remaining < min as u64 || arrived < min {
             self.drop_room();
             return None;
         }
         let m = self.message.as_mut()?;
-        let start = m.data.len() - self.room;
-        // No more room than what has arrived of the message (at least
-        // `min`): announced bytes that never come cost nothing.
+        let start = arrived;
         let want = usize::try_from(remaining)
             .unwrap_or(usize::MAX)
             .min(max)
-            .min(start.max(min));
+            .min(arrived);
         // Room left by the last read is reused as it is; only new bytes are
         // zeroed.
         m.data.resize(start + want, 0);
@@ -267,11 +274,11 @@ impl Receiver {
     /// let mut r = Receiver::new(Role::Client, limits);
     /// let mut out = Vec::new();
     /// r.receive(&[0x82, 126, 0x03, 0xE8], &mut out).unwrap();
-    /// let mut room = r.lend_room(512, 4096).expect("in a large payload");
-    /// assert_eq!(room.bytes().len(), 512);
+    /// r.receive(&[7; 500], &mut out).unwrap();
+    /// let mut room = r.lend_room(256, 4096).expect("in a large payload");
+    /// assert_eq!(room.bytes().len(), 500);
     /// room.bytes().fill(7);
-    /// r.return_room(room, 512, &mut out).unwrap();
-    /// r.receive(&[7; 488], &mut out).unwrap();
+    /// r.return_room(room, 500, &mut out).unwrap();
     /// assert_eq!(out, vec![Incoming::Binary(vec![7; 1000])]);
     /// ```
     pub fn lend_room(&mut self, min: usize, max: usize) -> Option<Room> {
