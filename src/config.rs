@@ -1,5 +1,6 @@
 //! Limits, timeouts and socket options.
 
+use crate::proto::budget::MemoryBudget;
 use crate::proto::Role;
 use crate::tls::ClientTls;
 use std::time::Duration;
@@ -60,6 +61,7 @@ pub(crate) struct Options {
     pub(crate) nodelay: bool,
     pub(crate) thread_stack_size: usize,
     pub(crate) client_tls: ClientTls,
+    pub(crate) memory_budget: MemoryBudget,
 }
 
 impl Options {
@@ -78,6 +80,7 @@ impl Options {
                 idle_timeout: None,
                 nodelay: true,
                 thread_stack_size: 512 << 10,
+                memory_budget: MemoryBudget::process_default(),
                 client_tls: ClientTls::default(),
             },
         }
@@ -184,6 +187,26 @@ impl Config {
     pub fn idle_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
         let timeout = timeout.into();
         self.set(|o| o.idle_timeout = timeout)
+    }
+
+    /// The memory budget that what peers make the library hold is charged
+    /// to (a partial message, buffers kept for later messages, a read
+    /// buffer beyond its base size), shared by every connection given the
+    /// same [`MemoryBudget`]. A connection that would go over it fails with
+    /// 1009 when its message alone is larger than the whole budget, else
+    /// with 1013 (try again later); the others carry on. Default
+    /// [`MemoryBudget::process_default`]: one budget of 512 MiB for the
+    /// whole process.
+    ///
+    /// ```
+    /// use airws::{Config, MemoryBudget};
+    /// let server_budget = MemoryBudget::new(256 << 20);
+    /// let config = Config::default().memory_budget(server_budget);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn memory_budget(self, budget: MemoryBudget) -> Self {
+        self.set(|o| o.memory_budget = budget.clone())
     }
 
     /// Set `TCP_NODELAY` on the socket (a message is a unit the peer waits

@@ -14,6 +14,7 @@
 
 use crate::deadline::DeadlineReader;
 use crate::error::{Error, Timeout};
+use crate::proto::budget::{Charge, MemoryBudget};
 use crate::proto::connection::{Connection, Ending, Failure, SendError, Settings};
 use crate::proto::frame::{OP_CONTINUATION, OP_PING, OP_PONG};
 use crate::proto::mask::extend_masked;
@@ -89,10 +90,13 @@ pub(crate) struct Conn {
     finished: Mutex<bool>,
     finished_cv: Condvar,
     reader_thread: OnceLock<ThreadId>,
+    /// The memory budget the read buffer's growth is charged to.
+    budget: Option<MemoryBudget>,
 }
 
 impl Conn {
     pub(crate) fn new(role: Role, transport: Transport, settings: Settings) -> Conn {
+        let budget = settings.budget.clone();
         Conn {
             role,
             transport,
@@ -112,6 +116,7 @@ impl Conn {
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
             reader_thread: OnceLock::new(),
+            budget,
         }
     }
 
@@ -528,6 +533,7 @@ pub(crate) fn read_loop(
     deliver: &mut dyn Deliver,
 ) -> (Ending, Option<io::Error>) {
     let mut buf = ReadBuffer::new(READ_BUFFER);
+    let mut buf_charge = Charge::new(conn.budget.clone());
     let mut cipher = Vec::new();
     // Each read waits at most until the protocol's next deadline.
     let mut reader = DeadlineReader::new(conn.transport.socket(), None, None, "read timed out");
@@ -598,7 +604,13 @@ pub(crate) fn read_loop(
         }
         // Its bytes consumed, a buffer that one read filled is replaced by
         // a larger one.
-        if !direct && n == buf.len() && buf.len() < READ_BUFFER_MAX {
+        // (Charged to the memory budget; without room in it the buffer
+        // stays as it is.)
+        if !direct
+            && n == buf.len()
+            && buf.len() < READ_BUFFER_MAX
+            && buf_charge.set(READ_BUFFER_MAX - READ_BUFFER)
+        {
             buf = ReadBuffer::new(READ_BUFFER_MAX);
         }
         st = dispatch(conn, st, &mut messages, &mut recycled, deliver, now);

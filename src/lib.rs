@@ -72,6 +72,7 @@ pub use event::{
     ServerSocketConnectEvent, UpgradeRefusal, WebSocketEvent,
 };
 pub use message::MessageData;
+pub use proto::budget::MemoryBudget;
 pub use server_socket::ServerSocket;
 pub use tls::{ClientTls, ServerTls};
 pub use websocket::{WeakWebSocket, WebSocket};

@@ -45,6 +45,7 @@ impl Session {
             limits: self.config().limits(),
             close_timeout: self.config().close_timeout,
             idle_timeout: self.config().idle_timeout,
+            budget: Some(self.config().memory_budget.clone()),
         }
     }
 

@@ -5,6 +5,7 @@
 //! Nothing here sleeps or reads the clock, except once per test for the
 //! base instant every simulated time is an offset from.
 
+use airws::proto::budget::MemoryBudget;
 use airws::proto::connection::{Connection, Ending, SendError, Settings};
 use airws::proto::frame::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
 use airws::proto::receiver::{Incoming, Limits};
@@ -26,6 +27,7 @@ fn settings() -> Settings {
         limits: LIMITS,
         close_timeout: CLOSE_TIMEOUT,
         idle_timeout: None,
+        budget: None,
     }
 }
 
@@ -388,7 +390,7 @@ impl Pair {
         let now = clock.now();
         Pair {
             clock,
-            client: Side::new(Role::Client, settings, now),
+            client: Side::new(Role::Client, settings.clone(), now),
             server: Side::new(Role::Server, settings, now),
         }
     }
@@ -1211,7 +1213,7 @@ fn violation_cases(role: Role) -> Vec<(&'static str, Settings, Vec<u8>, u16)> {
         ),
         (
             "frame too big",
-            small,
+            small.clone(),
             with(frame_to(role, true, OP_BINARY, &[0; 65])),
             1009,
         ),
@@ -1306,7 +1308,7 @@ fn a_broken_rule_fails_the_same_way_in_any_split() {
     for role in [Role::Server, Role::Client] {
         for (what, s, wire, code) in violation_cases(role) {
             let run = |delivery: Delivery| {
-                let (clock, mut side) = lone(role, s);
+                let (clock, mut side) = lone(role, s.clone());
                 side.delivery = delivery;
                 side.feed(&wire, clock.now());
                 side.transmit();
@@ -1872,5 +1874,94 @@ fn no_room_is_lent_outside_a_large_data_payload() {
             side.conn.lend_room(1, 4096).is_none(),
             "{role:?}: after the close"
         );
+    }
+}
+
+// ------------------------------------------------------------ memory budget
+
+/// `settings()` with a memory budget.
+fn budgeted(budget: &MemoryBudget) -> Settings {
+    Settings {
+        budget: Some(budget.clone()),
+        ..settings()
+    }
+}
+
+#[test]
+fn connections_share_a_memory_budget_and_the_one_over_it_fails_with_1013() {
+    let budget = MemoryBudget::new(1 << 20);
+    for role in [Role::Server, Role::Client] {
+        let (clock, mut a) = lone(role, budgeted(&budget));
+        let (_, mut b) = lone(role, budgeted(&budget));
+        let now = clock.now();
+        // Two fragments of 600 KiB each: A holds its first one.
+        let piece = vec![7u8; 600 << 10];
+        a.feed(&frame_to(role, false, OP_BINARY, &piece), now);
+        a.collect(now);
+        assert!(a.conn.ending().is_none());
+        let held = budget.used();
+        assert!(held >= 600 << 10, "{role:?}: {held} bytes charged");
+        // B's first fragment does not fit beside it: try again later.
+        b.feed(&frame_to(role, false, OP_BINARY, &piece), now);
+        b.collect(now);
+        b.transmit();
+        let sent = b.sent_frames();
+        assert_eq!(
+            sent.last().and_then(|f| f.close_code()),
+            Some(1013),
+            "{role:?}"
+        );
+        // B gave back what it held; A goes on and ends its message.
+        assert_eq!(budget.used(), held, "{role:?}");
+        a.feed(&frame_to(role, true, OP_CONTINUATION, &[8; 10]), now);
+        a.collect(now);
+        assert!(matches!(a.inbox.last(), Some(Incoming::Binary(m)) if m.len() == piece.len() + 10));
+        // Delivered: the message's buffer is the application's now.
+        assert!(budget.used() < 300 << 10, "{role:?}: {}", budget.used());
+        drop(a);
+        drop(b);
+        assert_eq!(budget.used(), 0, "{role:?}: all given back");
+    }
+}
+
+#[test]
+fn a_message_larger_than_the_whole_budget_fails_with_1009() {
+    let budget = MemoryBudget::new(256 << 10);
+    for role in [Role::Server, Role::Client] {
+        let (clock, mut side) = lone(role, budgeted(&budget));
+        let now = clock.now();
+        side.feed(&frame_to(role, true, OP_BINARY, &vec![1u8; 300 << 10]), now);
+        side.collect(now);
+        side.transmit();
+        assert_eq!(
+            side.sent_frames().last().and_then(|f| f.close_code()),
+            Some(1009),
+            "{role:?}"
+        );
+        assert!(side.inbox.is_empty());
+        drop(side);
+        assert_eq!(budget.used(), 0);
+    }
+}
+
+#[test]
+fn a_claimed_frame_is_charged_only_as_its_bytes_arrive() {
+    let budget = MemoryBudget::new(64 << 20);
+    for role in [Role::Server, Role::Client] {
+        let (clock, mut side) = lone(role, budgeted(&budget));
+        let now = clock.now();
+        // A header announcing 1 MiB (the frame limit), and one byte of it.
+        let mut wire = header_only(role, OP_BINARY, 1 << 20);
+        wire.push(0);
+        side.feed(&wire, now);
+        side.collect(now);
+        assert!(side.conn.ending().is_none());
+        assert!(
+            budget.used() <= 16 << 10,
+            "{role:?}: {} bytes charged for one byte",
+            budget.used()
+        );
+        drop(side);
+        assert_eq!(budget.used(), 0);
     }
 }

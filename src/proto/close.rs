@@ -23,6 +23,8 @@ pub const POLICY_VIOLATION: u16 = 1008;
 pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// 1011: an unexpected condition on the server.
 pub const INTERNAL_ERROR: u16 = 1011;
+/// 1013: try again later (the endpoint is short of resources now).
+pub const TRY_AGAIN_LATER: u16 = 1013;
 /// 1015: the TLS handshake failed (never sent on the wire).
 pub const TLS_HANDSHAKE: u16 = 1015;
 

@@ -26,6 +26,7 @@
 //!     limits: Limits { max_frame_size: 1 << 20, max_message_size: 1 << 20 },
 //!     close_timeout: Duration::from_secs(5),
 //!     idle_timeout: None,
+//!     budget: None,
 //! };
 //! let now = Instant::now();
 //! let mut client = Connection::new(Role::Client, settings, now);
@@ -42,6 +43,7 @@
 //! assert_eq!(got, vec![Incoming::Text("ok".into())]);
 //! ```
 
+use super::budget::MemoryBudget;
 use super::close::{self, GOING_AWAY};
 use super::error::ProtocolError;
 use super::frame::{
@@ -61,8 +63,8 @@ use std::time::{Duration, Instant};
 /// pong for every ping).
 const MAX_PENDING_PONG_BYTES: usize = 64 << 10;
 
-/// The connection's limits and timers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The connection's limits, timers and memory budget.
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Size limits for what the peer sends.
     pub limits: Limits,
@@ -71,6 +73,10 @@ pub struct Settings {
     pub close_timeout: Duration,
     /// Fail the connection with 1001 when nothing arrives for this long.
     pub idle_timeout: Option<Duration>,
+    /// The budget that what the peer makes this connection hold (its
+    /// partial message, its kept buffers) is charged to; `None`: no budget
+    /// beyond the limits.
+    pub budget: Option<MemoryBudget>,
 }
 
 /// How a connection ended.
@@ -181,10 +187,14 @@ pub struct Connection {
 impl Connection {
     /// A connection whose opening handshake has just completed at `now`.
     pub fn new(role: Role, settings: Settings, now: Instant) -> Connection {
+        let mut receiver = Receiver::new(role, settings.limits);
+        if let Some(budget) = &settings.budget {
+            receiver.set_budget(budget.clone());
+        }
         Connection {
             role,
             settings,
-            receiver: Receiver::new(role, settings.limits),
+            receiver,
             sender: Sender::new(role),
             close: CloseHandshake::default(),
             out: Vec::new(),

@@ -16,13 +16,16 @@
 //!   [`receiver::Limits`] and [`receiver::Incoming`] items;
 //! - [`frame`]: the frame header codec and the opcodes;
 //! - [`close`]: close codes and close payloads;
-//! - [`error`]: [`error::ProtocolError`], a rule the peer broke and its code.
+//! - [`error`]: [`error::ProtocolError`], a rule the peer broke and its code;
+//! - [`budget`]: [`budget::MemoryBudget`], a limit on what peers make many
+//!   connections hold together.
 //!
 //! The helpers the library is built from (`bytes`, `mask`, `utf8`,
 //! `sender`) are public only for the project's fuzz targets, property tests
 //! and benchmark; they are hidden from the documentation and may change in
 //! any release.
 
+pub mod budget;
 #[doc(hidden)]
 pub mod bytes;
 pub mod close;

@@ -6,8 +6,9 @@
 //! arrive: text fails on its first invalid UTF-8 byte, and a size limit fails
 //! on the frame header, before anything of that size is allocated.
 
+use super::budget::{Charge, MemoryBudget};
 use super::bytes::append;
-use super::close::{self, INVALID_PAYLOAD, MESSAGE_TOO_BIG, PROTOCOL_ERROR};
+use super::close::{self, INVALID_PAYLOAD, MESSAGE_TOO_BIG, PROTOCOL_ERROR, TRY_AGAIN_LATER};
 use super::error::ProtocolError;
 use super::frame::{
     decode_header, FrameHeader, HeaderError, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OP_BINARY,
@@ -94,6 +95,9 @@ pub struct Receiver {
     spares: Vec<Vec<u8>>,
     /// Their capacity together.
     spare_bytes: usize,
+    /// What the message's buffer and the spares hold, charged to the
+    /// memory budget before it is allocated.
+    charge: Charge,
 }
 
 /// A message's buffer starts with room for at most this much, and then
@@ -121,7 +125,66 @@ impl Receiver {
             room: 0,
             spares: Vec::new(),
             spare_bytes: 0,
+            charge: Charge::new(None),
         }
+    }
+
+    /// Charges what this receiver holds (the message being assembled, the
+    /// buffers kept for later ones) to `budget`, shared with other
+    /// connections: a message that would take it over the budget fails the
+    /// connection, with 1009 when it is larger than the whole budget, else
+    /// with 1013 (try again later).
+    pub fn set_budget(&mut self, budget: MemoryBudget) {
+        let mut charge = Charge::new(Some(budget));
+        // What is held already is charged as it is.
+        let _ = charge.set(self.held());
+        self.charge = charge;
+    }
+
+    /// The bytes this receiver holds: the message's buffer and the spares.
+    fn held(&self) -> usize {
+        self.spare_bytes + self.message.as_ref().map_or(0, |m| m.data.capacity())
+    }
+
+    /// Brings the budget's charge down to what is held, after a buffer
+    /// was handed out or dropped.
+    fn account(&mut self) {
+        let held = self.held();
+        if held < self.charge.bytes() {
+            self.charge.set(held);
+        }
+    }
+
+    /// Makes the message's buffer hold at least `needed` bytes, doubling
+    /// as `Vec` does, and charges it to the budget first.
+    fn reserve_message(&mut self, needed: usize) -> Result<(), ProtocolError> {
+        let spares = self.spare_bytes;
+        let Some(m) = self.message.as_mut() else {
+            return Ok(());
+        };
+        let cap = m.data.capacity();
+        if needed <= cap {
+            return Ok(());
+        }
+        let limit = usize::try_from(self.limits.max_message_size).unwrap_or(usize::MAX);
+        let mut target = needed.max(cap.saturating_mul(2)).min(limit.max(needed));
+        if !self.charge.set(spares + target) {
+            target = needed;
+            if !self.charge.set(spares + target) {
+                return Err(if needed > self.charge.limit() {
+                    ProtocolError::new(MESSAGE_TOO_BIG, "message too big for the memory budget")
+                } else {
+                    ProtocolError::new(
+                        TRY_AGAIN_LATER,
+                        "the memory budget for messages is used up: try again later",
+                    )
+                });
+            }
+        }
+        m.data.reserve_exact(target - m.data.len());
+        // The allocator may give more than asked: charge what it gave.
+        let _ = self.charge.set(spares + m.data.capacity());
+        Ok(())
     }
 
     /// Gives back the buffer of a message that was delivered, so that a later
@@ -151,6 +214,7 @@ impl Receiver {
             || size > RECYCLE_MAX
             || self.spare_bytes + size > RECYCLE_BYTES
             || self.spares.len() >= RECYCLE_COUNT
+            || !self.charge.set(self.held() + size)
         {
             return;
         }
@@ -159,7 +223,9 @@ impl Receiver {
         self.spares.push(buf);
     }
 
-    /// A buffer for a new message of which `first` bytes are announced.
+    /// A buffer for a new message of which `first` bytes are announced: a
+    /// spare (already charged), or an empty one that `reserve_message`
+    /// grows.
     fn message_buffer(&mut self, first: usize) -> Vec<u8> {
         if self.spares.last().is_some_and(|b| b.capacity() >= first) {
             if let Some(buf) = self.spares.pop() {
@@ -167,7 +233,7 @@ impl Receiver {
                 return buf;
             }
         }
-        Vec::with_capacity(first)
+        Vec::new()
     }
 
     /// Whether a close frame was received or a rule was broken: the receiver
@@ -246,12 +312,18 @@ impl Receiver {
             self.drop_room();
             return None;
         }
-        let m = self.message.as_mut()?;
         let start = arrived;
         let want = usize::try_from(remaining)
             .unwrap_or(usize::MAX)
             .min(max)
             .min(arrived);
+        if self.reserve_message(start + want).is_err() {
+            // Over the budget: the bytes come through `receive`, which
+            // fails the connection.
+            self.drop_room();
+            return None;
+        }
+        let m = self.message.as_mut()?;
         // Room left by the last read is reused as it is; only new bytes are
         // zeroed.
         m.data.resize(start + want, 0);
@@ -356,6 +428,7 @@ impl Receiver {
             self.message = None;
             self.control = Vec::new();
         }
+        self.account();
         result
     }
 
@@ -493,14 +566,16 @@ impl Receiver {
                             data,
                             utf8_checked: 0,
                         });
+                        self.reserve_message(first)?;
                     }
                     (Some(m), _) => {
-                        let total = m.data.len() as u64 + h.payload_len;
+                        let len = m.data.len();
+                        let total = len as u64 + h.payload_len;
                         if total > self.limits.max_message_size {
                             return Err(ProtocolError::new(MESSAGE_TOO_BIG, "message too big"));
                         }
-                        let step = RESERVE_FIRST.max(m.data.len()) as u64;
-                        m.data.reserve(h.payload_len.min(step) as usize);
+                        let step = RESERVE_FIRST.max(len) as u64;
+                        self.reserve_message(len + h.payload_len.min(step) as usize)?;
                     }
                 }
             }
@@ -534,6 +609,10 @@ impl Receiver {
             ));
         };
         let start = m.data.len();
+        self.reserve_message(start + chunk.len())?;
+        let Some(m) = self.message.as_mut() else {
+            return Ok(());
+        };
         append(&mut m.data, chunk);
         let end = m.data.len();
         self.accept_stored(h, done, start, end)
