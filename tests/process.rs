@@ -199,3 +199,119 @@ fn a_claimed_large_frame_costs_only_what_arrived() {
         },
     );
 }
+
+/// `cargo test` builds the examples next to the test binaries' folder.
+fn example(name: &str) -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(path.exists(), "{} is not built", path.display());
+    path
+}
+
+/// A process of ours, killed (by its PID, through `Child`) when dropped.
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One attacker: sends 63 MiB of a binary message in fragments of at most
+/// 16 MiB (the default frame limit), none of them final, then a ping, and
+/// holds the connection. Returns the close code the server sent instead of
+/// the pong, if it refused the message (0: the connection broke).
+fn hold_63_mib(port: u16, zeros: &[u8]) -> Option<u16> {
+    use std::io::{Read, Write};
+    let (mut peer, _) = support::raw_client(port, "");
+    let mut ok = true;
+    for (i, mib) in [16u64, 16, 16, 15].into_iter().enumerate() {
+        // Masked with a key of zeros: the payload goes out as it is.
+        let opcode = if i == 0 { 0x02 } else { 0x00 };
+        let mut head = vec![opcode, 0x80 | 127];
+        head.extend_from_slice(&(mib << 20).to_be_bytes());
+        head.extend_from_slice(&[0, 0, 0, 0]);
+        ok = ok && peer.stream.write_all(&head).is_ok();
+        for _ in 0..mib {
+            ok = ok && peer.stream.write_all(&zeros[..1 << 20]).is_ok();
+        }
+    }
+    let _ = peer
+        .stream
+        .write_all(&[0x89, 0x84, 0, 0, 0, 0, b'p', b'i', b'n', b'g']);
+    // The pong says the server holds the fragment; a close frame, why not.
+    let mut frame = [0u8; 4];
+    match peer.stream.read_exact(&mut frame) {
+        Ok(()) if frame[0] == 0x8A => None,
+        Ok(()) if frame[0] == 0x88 && frame[1] >= 2 => {
+            Some(u16::from_be_bytes([frame[2], frame[3]]))
+        }
+        // The connection broke: the server is gone (the test says so).
+        _ => Some(0),
+    }
+}
+
+#[test]
+fn a_default_echo_server_under_a_2_gib_cap_survives_40_clients_holding_63_mib() {
+    use std::io::{BufRead, BufReader};
+    const ATTACKERS: usize = 40;
+    let server = Command::new("prlimit")
+        .arg(format!("--as={}", 2u64 << 30))
+        .arg("--")
+        .arg(example("echo_server"))
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prlimit runs the echo server");
+    let mut server = Kill(server);
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the server's address");
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let zeros = std::sync::Arc::new(vec![0u8; 1 << 20]);
+    let attackers: Vec<_> = (0..ATTACKERS)
+        .map(|_| {
+            let zeros = zeros.clone();
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(move || hold_63_mib(port, &zeros))
+                .expect("an attacker")
+        })
+        .collect();
+    let codes: Vec<Option<u16>> = attackers
+        .into_iter()
+        .map(|a| a.join().expect("an attacker"))
+        .collect();
+    let held = codes.iter().filter(|c| c.is_none()).count();
+    let refused = codes.iter().filter(|c| **c == Some(1013)).count();
+    eprintln!("{held} clients hold 63 MiB, {refused} were refused with 1013: {codes:?}");
+    assert!(
+        server.0.try_wait().expect("the server's status").is_none(),
+        "the server died under the attack"
+    );
+    assert_eq!(
+        held + refused,
+        ATTACKERS,
+        "every refusal is a 1013: {codes:?}"
+    );
+    assert!(refused > 0, "the budget refused some");
+    // The server still serves.
+    let (mut peer, _) = support::raw_client(port, "");
+    peer.text("still here");
+    assert_eq!(
+        peer.read_message(),
+        (support::OP_TEXT, b"still here".to_vec())
+    );
+    assert!(server.0.try_wait().expect("status").is_none());
+}
