@@ -53,11 +53,16 @@ fn main() {
 /// The echo server: a `ServerSocket` on `addr` whose connections echo every
 /// text and binary message. (`examples/bench.rs` measures this function.)
 pub fn listen(addr: SocketAddr) -> Result<ServerSocket, airws::Error> {
+    listen_with(addr, airws::Config::default())
+}
+
+/// [`listen`] with connections that use `config`.
+pub fn listen_with(addr: SocketAddr, config: airws::Config) -> Result<ServerSocket, airws::Error> {
     let clients: Arc<Mutex<HashMap<u64, WebSocket>>> = Arc::default();
     let next_id = AtomicU64::new(0);
     let server = ServerSocket::new();
     server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
-        let ws = WebSocket::new();
+        let ws = WebSocket::with_config(config.clone());
         ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
             if let Some(ws) = e.target::<WebSocket>() {
                 if let Err(err) = ws.send_message(e.format(), e.data()) {

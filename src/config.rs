@@ -1,5 +1,6 @@
 //! Limits, timeouts and socket options.
 
+use crate::limit::ConnectionLimit;
 use crate::proto::budget::MemoryBudget;
 use crate::proto::Role;
 use crate::tls::ClientTls;
@@ -38,8 +39,10 @@ pub const MAX_MESSAGE_CEILING: u64 = u32::MAX as u64;
 /// the connection uses those of the role it has; a setter sets its option for
 /// both roles. So `WebSocket::new()` (AS3's `new WebSocket()`) gets fitting
 /// defaults in either role, and a server needs no configuration of its own to
-/// get the server's defaults. Today both roles have the same defaults; each
-/// setter's documentation gives them.
+/// get the server's defaults. They differ where a server faces peers it
+/// does not know: a server accepts messages up to 16 MiB (a client 64 MiB),
+/// drops a peer silent for 5 minutes, and fails a message not finished
+/// within a minute; each setter's documentation gives both defaults.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
@@ -58,30 +61,44 @@ pub(crate) struct Options {
     pub(crate) close_timeout: Duration,
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) message_timeout: Option<Duration>,
+    pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) nodelay: bool,
     pub(crate) thread_stack_size: usize,
     pub(crate) client_tls: ClientTls,
     pub(crate) memory_budget: MemoryBudget,
+    pub(crate) connection_limit: ConnectionLimit,
 }
 
 impl Options {
     /// The defaults of `role`.
     fn defaults(role: Role) -> Options {
-        // Both roles have the same defaults for now.
+        let base = Options {
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+            max_handshake_size: 16 << 10,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            write_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: None,
+            message_timeout: None,
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            nodelay: true,
+            thread_stack_size: 512 << 10,
+            memory_budget: MemoryBudget::process_default(),
+            connection_limit: ConnectionLimit::process_default(),
+            client_tls: ClientTls::default(),
+        };
         match role {
-            Role::Client | Role::Server => Options {
-                max_message_size: 64 << 20,
-                max_frame_size: 16 << 20,
-                max_handshake_size: 16 << 10,
-                connect_timeout: Duration::from_secs(10),
-                handshake_timeout: Duration::from_secs(10),
-                close_timeout: Duration::from_secs(5),
-                write_timeout: Some(Duration::from_secs(30)),
-                idle_timeout: None,
-                nodelay: true,
-                thread_stack_size: 512 << 10,
-                memory_budget: MemoryBudget::process_default(),
-                client_tls: ClientTls::default(),
+            Role::Client => base,
+            // A server's peers are strangers: smaller messages, and no
+            // connection or message held for ever.
+            Role::Server => Options {
+                max_message_size: 16 << 20,
+                idle_timeout: Some(Duration::from_secs(300)),
+                message_timeout: Some(Duration::from_secs(60)),
+                ..base
             },
         }
     }
@@ -124,8 +141,11 @@ impl Config {
     }
 
     /// Largest message accepted from the peer, all fragments together; a
-    /// larger one fails the connection with 1009. Default 64 MiB; values above
-    /// AIR's 4 GB ceiling ([`MAX_MESSAGE_CEILING`]) are lowered to it.
+    /// larger one fails the connection with 1009. Default 16 MiB for a
+    /// server (the largest message of Autobahn|Testsuite's limits cases;
+    /// 32 of them fit the default memory budget at once), 64 MiB for a
+    /// client; values above AIR's 4 GB ceiling ([`MAX_MESSAGE_CEILING`]) are
+    /// lowered to it.
     #[must_use]
     pub fn max_message_size(self, bytes: u64) -> Self {
         self.set(|o| o.max_message_size = bytes)
@@ -180,13 +200,39 @@ impl Config {
     }
 
     /// Closes the connection (code 1001, then `close`) when nothing at all
-    /// arrives from the peer for this long. `None` (the default) never does;
-    /// a server facing the internet should set it, and its clients should
-    /// send something (a ping will do) more often.
+    /// arrives from the peer for this long; `None` never does. Default 5
+    /// minutes for a server (a peer that went away without a word does not
+    /// hold a thread for ever; clients that may stay silent longer should
+    /// send something, a ping will do, or the server sets a longer one),
+    /// `None` for a client.
     #[must_use]
     pub fn idle_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
         let timeout = timeout.into();
         self.set(|o| o.idle_timeout = timeout)
+    }
+
+    /// Fails the connection (code 1008, then `close`) when a message has
+    /// not ended this long after its first frame began to arrive, so that
+    /// a peer cannot hold a partial message, and the memory it takes, for
+    /// ever; `None` never does. Default 1 minute for a server (a 16 MiB
+    /// message needs a link of about 2.3 Mbit/s to make it: a server whose
+    /// clients send large messages over slow links sets a longer one),
+    /// `None` for a client.
+    #[must_use]
+    pub fn message_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
+        let timeout = timeout.into();
+        self.set(|o| o.message_timeout = timeout)
+    }
+
+    /// TCP keepalive on the socket: after this long without traffic the
+    /// system probes the peer, every 10 s, and ends a connection whose peer
+    /// is gone (a machine that crashed or lost its network sends no FIN),
+    /// which the read then reports. `None` turns it off. Default 60 s, both
+    /// roles.
+    #[must_use]
+    pub fn tcp_keepalive(self, idle: impl Into<Option<Duration>>) -> Self {
+        let idle = idle.into();
+        self.set(|o| o.tcp_keepalive = idle)
     }
 
     /// The memory budget that what peers make the library hold is charged
@@ -207,6 +253,19 @@ impl Config {
     #[must_use]
     pub fn memory_budget(self, budget: MemoryBudget) -> Self {
         self.set(|o| o.memory_budget = budget.clone())
+    }
+
+    /// The cap on server connections that run at once (see
+    /// [`ConnectionLimit`]), shared by every `WebSocket` given the same
+    /// limit: over it, `start_server` answers 503 and returns
+    /// [`Error::TooManyConnections`](crate::Error::TooManyConnections). A
+    /// server role option (a client's connection is its application's own
+    /// doing). Default [`ConnectionLimit::process_default`]: 16 384 for the
+    /// whole process.
+    #[must_use]
+    pub fn connection_limit(mut self, limit: ConnectionLimit) -> Self {
+        self.server.connection_limit = limit;
+        self
     }
 
     /// Set `TCP_NODELAY` on the socket (a message is a unit the peer waits
@@ -248,18 +307,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_roles_have_todays_defaults() {
+    fn each_role_has_its_defaults() {
         let config = Config::default();
+        let (client, server) = (config.for_role(Role::Client), config.for_role(Role::Server));
+        assert_eq!(client.max_message_size, 64 << 20);
+        assert_eq!(server.max_message_size, 16 << 20);
+        assert_eq!(client.idle_timeout, None);
+        assert_eq!(server.idle_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(client.message_timeout, None);
+        assert_eq!(server.message_timeout, Some(Duration::from_secs(60)));
         for role in [Role::Client, Role::Server] {
             let o = config.for_role(role);
-            assert_eq!(o.max_message_size, 64 << 20);
             assert_eq!(o.max_frame_size, 16 << 20);
             assert_eq!(o.max_handshake_size, 16 << 10);
             assert_eq!(o.connect_timeout, Duration::from_secs(10));
             assert_eq!(o.handshake_timeout, Duration::from_secs(10));
             assert_eq!(o.close_timeout, Duration::from_secs(5));
             assert_eq!(o.write_timeout, Some(Duration::from_secs(30)));
-            assert_eq!(o.idle_timeout, None);
+            assert_eq!(o.tcp_keepalive, Some(Duration::from_secs(60)));
+            assert!(o.memory_budget.same(&MemoryBudget::process_default()));
             assert!(o.nodelay);
             assert_eq!(o.thread_stack_size, 512 << 10);
             assert_eq!(
@@ -280,6 +346,9 @@ mod tests {
             .close_timeout(Duration::from_secs(3))
             .write_timeout(None)
             .idle_timeout(Duration::from_secs(4))
+            .message_timeout(Duration::from_secs(5))
+            .tcp_keepalive(None)
+            .memory_budget(MemoryBudget::new(1 << 20))
             .nodelay(false)
             .thread_stack_size(1 << 16)
             .client_tls(ClientTls::new().danger_accept_invalid_hostnames(true));
@@ -293,6 +362,9 @@ mod tests {
             assert_eq!(o.close_timeout, Duration::from_secs(3));
             assert_eq!(o.write_timeout, None);
             assert_eq!(o.idle_timeout, Some(Duration::from_secs(4)));
+            assert_eq!(o.message_timeout, Some(Duration::from_secs(5)));
+            assert_eq!(o.tcp_keepalive, None);
+            assert_eq!(o.memory_budget.limit(), 1 << 20);
             assert!(!o.nodelay);
             assert_eq!(o.thread_stack_size, 1 << 16);
             assert!(format!("{:?}", o.client_tls).contains("danger_accept_invalid_hostnames: true"));

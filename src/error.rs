@@ -131,6 +131,13 @@ pub enum Error {
     /// The server refused the client's upgrade: its HTTP status, reason
     /// phrase and the start of its body.
     HandshakeRefused(UpgradeRefusal),
+    /// `startServer` over the [`ConnectionLimit`](crate::ConnectionLimit):
+    /// the client was answered 503 (AS3's `IOError`).
+    #[non_exhaustive]
+    TooManyConnections {
+        /// The limit that was reached.
+        limit: usize,
+    },
 }
 
 /// Which kind of I/O failure an [`Error::Io`] is; each has its own
@@ -203,6 +210,8 @@ pub enum Timeout {
     Write,
     /// `idle_timeout`: nothing arrived for that long.
     Idle,
+    /// `message_timeout`: a message did not end that long after it began.
+    Message,
 }
 
 impl fmt::Display for Timeout {
@@ -212,6 +221,7 @@ impl fmt::Display for Timeout {
             Timeout::Handshake => "handshake",
             Timeout::Write => "write",
             Timeout::Idle => "idle",
+            Timeout::Message => "message",
         })
     }
 }
@@ -285,7 +295,8 @@ impl Error {
             Error::Io { .. }
             | Error::Timeout { .. }
             | Error::Protocol { .. }
-            | Error::HandshakeRefused(_) => "IOError",
+            | Error::HandshakeRefused(_)
+            | Error::TooManyConnections { .. } => "IOError",
         }
     }
 
@@ -361,6 +372,10 @@ impl fmt::Display for Message<'_> {
             Error::HandshakeRefused(refusal) => {
                 write!(f, "the server refused the upgrade: {refusal}")
             }
+            Error::TooManyConnections { limit } => write!(
+                f,
+                "startServer: {limit} connections run already, the limit: answered 503"
+            ),
         }
     }
 }

@@ -53,6 +53,7 @@ mod deadline;
 mod dispatcher;
 mod error;
 mod event;
+mod limit;
 mod message;
 mod open;
 pub mod proto;
@@ -71,8 +72,9 @@ pub use event::{
     Event, EventTarget, EventType, Format, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent,
     ServerSocketConnectEvent, UpgradeRefusal, WebSocketEvent,
 };
+pub use limit::{ConnectionLimit, DEFAULT_CONNECTION_LIMIT};
 pub use message::MessageData;
-pub use proto::budget::MemoryBudget;
+pub use proto::budget::{MemoryBudget, DEFAULT_BUDGET};
 pub use server_socket::ServerSocket;
 pub use tls::{ClientTls, ServerTls};
 pub use websocket::{WeakWebSocket, WebSocket};

@@ -92,6 +92,13 @@ impl Session {
                     code: v.code,
                     message: v.reason.to_owned(),
                 }),
+                Some(Failure::MessageTimeout) => {
+                    self.config().message_timeout.map(|after| Error::Timeout {
+                        which: Timeout::Message,
+                        after,
+                        context: "A message was not finished".to_owned(),
+                    })
+                }
                 Some(Failure::IdleTimeout) => {
                     self.config().idle_timeout.map(|after| Error::Timeout {
                         which: Timeout::Idle,

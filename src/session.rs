@@ -23,6 +23,9 @@ pub(crate) struct Session {
     pub(crate) role: Role,
 }
 
+/// Between two TCP keepalive probes, once the first was sent.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Session {
     /// The options of this connection's role.
     pub(crate) fn config(&self) -> &Options {
@@ -45,6 +48,7 @@ impl Session {
             limits: self.config().limits(),
             close_timeout: self.config().close_timeout,
             idle_timeout: self.config().idle_timeout,
+            message_timeout: self.config().message_timeout,
             budget: Some(self.config().memory_budget.clone()),
         }
     }
@@ -95,6 +99,12 @@ impl Session {
     /// The socket options for the opening handshake.
     pub(crate) fn setup_socket(&self, tcp: &TcpStream) -> io::Result<()> {
         tcp.set_nodelay(self.config().nodelay)?;
+        if let Some(idle) = self.config().tcp_keepalive {
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(KEEPALIVE_INTERVAL);
+            socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive)?;
+        }
         tcp.set_read_timeout(Some(self.config().handshake_timeout))?;
         tcp.set_write_timeout(Some(self.config().handshake_timeout))
     }

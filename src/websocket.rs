@@ -9,6 +9,7 @@ use crate::connection::Conn;
 use crate::dispatcher::{EventDispatcher, ListenerRegistry};
 use crate::error::Error;
 use crate::event::EventTarget;
+use crate::limit::Slot;
 use crate::message::MessageData;
 use crate::open;
 use crate::proto::close::{self, GOING_AWAY};
@@ -443,7 +444,11 @@ impl WebSocket {
         let session = self.begin_session("startServer", Role::Server, |_| {})?;
         let tcp = Arc::new(tcp);
         let kept = tcp.clone();
-        let started = self.spawn(session, move |s| s.run_server(tcp, None));
+        let slot = self.connection_slot(&session, &kept)?;
+        let started = self.spawn(session, move |s| {
+            s.run_server(tcp, None);
+            drop(slot);
+        });
         if started.is_err() {
             // No thread to serve it: tell the client why.
             open::refuse_unavailable(&kept);
@@ -468,7 +473,11 @@ impl WebSocket {
         let tls = tls.clone();
         let session = self.begin_session("startServer", Role::Server, |_| {})?;
         let tcp = Arc::new(tcp);
-        self.spawn(session, move |s| s.run_server(tcp, Some(tls)))
+        let slot = self.connection_slot(&session, &tcp)?;
+        self.spawn(session, move |s| {
+            s.run_server(tcp, Some(tls));
+            drop(slot);
+        })
     }
 
     fn begin_session(
@@ -495,6 +504,31 @@ impl WebSocket {
         })
     }
 
+    /// A place under the connection limit for the server connection
+    /// `session` opens on `tcp`; without one the client is answered 503 and
+    /// the opening ends here.
+    fn connection_slot(&self, session: &Session, tcp: &TcpStream) -> Result<Slot, Error> {
+        let limit = &session.config().connection_limit;
+        if let Some(slot) = limit.try_acquire() {
+            return Ok(slot);
+        }
+        self.abandon(session.generation);
+        open::refuse_unavailable(tcp);
+        log::warn!("startServer: {} connections run already", limit.limit());
+        Err(Error::TooManyConnections {
+            limit: limit.limit(),
+        })
+    }
+
+    /// Marks the opening of `generation` as over before it ran.
+    fn abandon(&self, generation: u64) {
+        let mut st = self.shared().state();
+        if st.generation == generation {
+            st.phase = Phase::Closed;
+            self.shared().ended.notify_all();
+        }
+    }
+
     fn spawn(
         &self,
         session: Session,
@@ -507,11 +541,7 @@ impl WebSocket {
             .stack_size(stack_size)
             .spawn(move || run(session));
         if let Err(e) = spawned {
-            let mut st = self.shared().state();
-            if st.generation == generation {
-                st.phase = Phase::Closed;
-                self.shared().ended.notify_all();
-            }
+            self.abandon(generation);
             return Err(Error::io("Cannot start the connection's thread", e));
         }
         Ok(())

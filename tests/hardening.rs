@@ -4,7 +4,10 @@
 
 mod support;
 
-use airws::{Config, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket};
+use airws::{
+    Config, ConnectionLimit, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent,
+    WebSocket,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,4 +160,105 @@ fn write_timeout_bounds_the_whole_write_against_a_peer_that_reads_a_trickle() {
     let read = trickle.join().expect("the trickle reader");
     assert!(read > 0 && read < 64 << 20, "the peer read {read} bytes");
     nothing_more(&rx, 200);
+}
+
+/// A server `WebSocket` with `config` on an accepted socket, and a raw
+/// client that completed the upgrade with it.
+fn server_and_raw_client(config: Config) -> (WebSocket, mpsc::Receiver<Seen>, RawPeer) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let client = std::thread::spawn(move || raw_client(port, "").0);
+    let (socket, _) = listener.accept().expect("accept");
+    let ws = WebSocket::with_config(config);
+    let rx = record(&ws);
+    ws.start_server(socket).expect("start_server");
+    let peer = client.join().expect("the client");
+    assert_eq!(next(&rx), Seen::Connect);
+    (ws, rx, peer)
+}
+
+#[test]
+fn a_message_not_finished_in_time_is_failed_with_1008() {
+    let config = Config::default()
+        .message_timeout(Duration::from_millis(300))
+        .close_timeout(Duration::from_millis(300));
+    let (ws, _rx, mut peer) = server_and_raw_client(config);
+    let (tx, closes) = mpsc::channel();
+    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
+        let _ = tx.send(e.error().map(|e| e.to_string()));
+    });
+    // The first fragment of a message whose end never comes.
+    peer.send(RawFrame::new(OP_TEXT, "part").fin(false));
+    peer.expect_failure(1008);
+    let error = closes.recv_timeout(WAIT).expect("close").expect("an error");
+    assert!(
+        error.contains("the message timeout (300ms) passed"),
+        "{error}"
+    );
+    assert_eq!(ws.close_reason(), 1008);
+}
+
+/// The `timer_active` field of the kernel's entry for the TCP connection
+/// from local port `local` to `remote` (2: the keepalive timer runs).
+fn tcp_timer(local: u16, remote: u16) -> Option<u8> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if port(f.get(1)?)? == local && port(f.get(2)?)? == remote {
+            u8::from_str_radix(f.get(5)?.split(':').next()?, 16).ok()
+        } else {
+            None
+        }
+    })
+}
+
+#[test]
+fn sockets_get_tcp_keepalive_unless_it_is_turned_off() {
+    for (config, want) in [
+        (Config::default(), 2),
+        (Config::default().tcp_keepalive(None), 0),
+    ] {
+        let (ws, _rx, peer) = server_and_raw_client(config);
+        let server_port = peer.stream.peer_addr().expect("address").port();
+        let client_port = peer.stream.local_addr().expect("address").port();
+        // (Once the last bytes are acknowledged: until then the
+        // retransmission timer shows instead.)
+        eventually(|| tcp_timer(server_port, client_port) == Some(want));
+        assert_eq!(
+            tcp_timer(server_port, client_port),
+            Some(want),
+            "the server's socket, keepalive {}",
+            if want == 2 { "on" } else { "off" }
+        );
+        drop(ws);
+    }
+}
+
+#[test]
+fn a_client_over_the_connection_limit_gets_503_until_a_place_frees() {
+    let limit = ConnectionLimit::new(2);
+    let (server, started) = server_with(Config::default().connection_limit(limit.clone()));
+    let port = server.local_port();
+    let first = raw_client(port, "").0;
+    let _second = raw_client(port, "").0;
+    assert_eq!(limit.live(), 2);
+    let response = exchange(port, &format!("{UPGRADE}\r\n"));
+    assert!(
+        response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{response}"
+    );
+    let results: Vec<_> = (0..3)
+        .map(|_| started.recv_timeout(WAIT).expect("start_server returned"))
+        .collect();
+    assert!(results[..2].iter().all(Result::is_ok), "{results:?}");
+    let refused = results[2].as_ref().expect_err("the third is refused");
+    assert!(refused.contains("the limit: answered 503"), "{refused}");
+    // One leaves: its place is free once its thread has ended.
+    let mut first = first;
+    first.close(1000, "");
+    assert_eq!(first.read_close().close_code(), Some(1000));
+    assert!(eventually(|| limit.live() < 2));
+    let again = exchange(port, &format!("{UPGRADE}\r\n"));
+    assert!(again.starts_with("HTTP/1.1 101 "), "{again}");
 }

@@ -255,30 +255,52 @@ fn hold_63_mib(port: u16, zeros: &[u8]) -> Option<u16> {
     }
 }
 
-#[test]
-fn a_default_echo_server_under_a_2_gib_cap_survives_40_clients_holding_63_mib() {
+/// Starts `command` (a server that prints its port in its first line of
+/// output) under an address-space cap of 2 GiB.
+fn server_under_2_gib(
+    command: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Kill, u16) {
     use std::io::{BufRead, BufReader};
-    const ATTACKERS: usize = 40;
-    let server = Command::new("prlimit")
-        .arg(format!("--as={}", 2u64 << 30))
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--as={}", 2u64 << 30))
         .arg("--")
-        .arg(example("echo_server"))
-        .arg("127.0.0.1:0")
+        .arg(command)
+        .args(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prlimit runs the echo server");
-    let mut server = Kill(server);
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the server's address");
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut server = Kill(cmd.spawn().expect("prlimit runs the server"));
+    // Its first line that names a port ("PORT 1234", or a ws:// URL).
+    let mut out = BufReader::new(server.0.stdout.take().expect("stdout"));
+    let mut port = None;
+    for _ in 0..20 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        // (The test harness may print the test's name before it.)
+        let line = line.trim().trim_end_matches('/');
+        if line.contains("PORT ") || line.contains("ws://") {
+            port = line.rsplit([':', ' ']).next().and_then(|p| p.parse().ok());
+            break;
+        }
+    }
+    let port = port.expect("the server printed its port");
+    // Keep reading its output, so that it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (server, port)
+}
+
+/// 40 clients that each try to hold 63 MiB of a message at once: returns
+/// how each ended (`None`: it holds them; else the server's close code).
+/// Then checks that the server lives and still echoes a new client.
+fn forty_clients_holding_63_mib(server: &mut Kill, port: u16) -> Vec<Option<u16>> {
+    const ATTACKERS: usize = 40;
     let zeros = std::sync::Arc::new(vec![0u8; 1 << 20]);
     let attackers: Vec<_> = (0..ATTACKERS)
         .map(|_| {
@@ -293,19 +315,11 @@ fn a_default_echo_server_under_a_2_gib_cap_survives_40_clients_holding_63_mib() 
         .into_iter()
         .map(|a| a.join().expect("an attacker"))
         .collect();
-    let held = codes.iter().filter(|c| c.is_none()).count();
-    let refused = codes.iter().filter(|c| **c == Some(1013)).count();
-    eprintln!("{held} clients hold 63 MiB, {refused} were refused with 1013: {codes:?}");
+    eprintln!("close codes (None: holds 63 MiB): {codes:?}");
     assert!(
         server.0.try_wait().expect("the server's status").is_none(),
         "the server died under the attack"
     );
-    assert_eq!(
-        held + refused,
-        ATTACKERS,
-        "every refusal is a 1013: {codes:?}"
-    );
-    assert!(refused > 0, "the budget refused some");
     // The server still serves.
     let (mut peer, _) = support::raw_client(port, "");
     peer.text("still here");
@@ -314,4 +328,57 @@ fn a_default_echo_server_under_a_2_gib_cap_survives_40_clients_holding_63_mib() 
         (support::OP_TEXT, b"still here".to_vec())
     );
     assert!(server.0.try_wait().expect("status").is_none());
+    codes
+}
+
+#[test]
+fn a_default_echo_server_under_a_2_gib_cap_survives_40_clients_sending_63_mib() {
+    let (mut server, port) = server_under_2_gib(&example("echo_server"), &["127.0.0.1:0"], &[]);
+    let codes = forty_clients_holding_63_mib(&mut server, port);
+    // A server takes messages up to 16 MiB by default: each is refused.
+    assert!(
+        codes.iter().all(|c| matches!(c, Some(1009 | 1013))),
+        "{codes:?}"
+    );
+}
+
+#[test]
+fn a_server_that_takes_64_mib_messages_is_kept_alive_by_the_memory_budget() {
+    if std::env::var("AIRWS_CHILD").as_deref() == Ok("budget_server") {
+        // The child: the README's server, for messages up to 64 MiB, with
+        // the default memory budget; it serves until its input ends.
+        use std::io::Read;
+        let server = echo_server::listen_with(
+            "127.0.0.1:0".parse().expect("address"),
+            airws::Config::default().max_message_size(64 << 20),
+        )
+        .expect("listen");
+        println!("PORT {}", server.local_port());
+        let _ = std::io::stdin().read(&mut [0u8; 1]);
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let (mut server, port) = server_under_2_gib(
+        &exe,
+        &[
+            "a_server_that_takes_64_mib_messages_is_kept_alive_by_the_memory_budget",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ],
+        &[("AIRWS_CHILD", "budget_server")],
+    );
+    let codes = forty_clients_holding_63_mib(&mut server, port);
+    let held = codes.iter().filter(|c| c.is_none()).count();
+    let refused = codes.iter().filter(|c| **c == Some(1013)).count();
+    eprintln!("{held} clients hold 63 MiB, {refused} were refused with 1013");
+    assert_eq!(
+        held + refused,
+        codes.len(),
+        "every refusal is a 1013: {codes:?}"
+    );
+    assert!(
+        refused > 0 && held > 0,
+        "the budget holds some and refuses the rest"
+    );
 }

@@ -663,6 +663,7 @@ fn feed_connection(
         limits,
         close_timeout: Duration::from_secs(5),
         idle_timeout: None,
+        message_timeout: None,
         budget: None,
     };
     let mut conn = Connection::new(role, settings, now);

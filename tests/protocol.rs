@@ -27,6 +27,7 @@ fn settings() -> Settings {
         limits: LIMITS,
         close_timeout: CLOSE_TIMEOUT,
         idle_timeout: None,
+        message_timeout: None,
         budget: None,
     }
 }
@@ -1964,4 +1965,71 @@ fn a_claimed_frame_is_charged_only_as_its_bytes_arrive() {
         drop(side);
         assert_eq!(budget.used(), 0);
     }
+}
+
+// ------------------------------------------------------------ message timeout
+
+#[test]
+fn a_message_not_finished_within_the_message_timeout_fails_with_1008() {
+    let limit = Duration::from_secs(60);
+    for role in [Role::Server, Role::Client] {
+        let s = Settings {
+            message_timeout: Some(limit),
+            ..settings()
+        };
+        let (clock, mut side) = lone(role, s);
+        let t0 = clock.now();
+        assert_eq!(
+            side.conn.poll_timeout(),
+            None,
+            "{role:?}: no message, no timer"
+        );
+        // A whole message at once: no timer is left running.
+        side.feed(&frame_to(role, true, OP_TEXT, b"hi"), t0);
+        side.collect(t0);
+        assert_eq!(side.conn.poll_timeout(), None, "{role:?}");
+        // A message begins at 10 s; bytes that keep coming do not move
+        // its deadline.
+        let t10 = t0 + Duration::from_secs(10);
+        side.feed(&frame_to(role, false, OP_BINARY, &[1; 100]), t10);
+        assert_eq!(side.conn.poll_timeout(), Some(t10 + limit), "{role:?}");
+        let t50 = t0 + Duration::from_secs(50);
+        side.feed(&frame_to(role, false, OP_CONTINUATION, &[2; 100]), t50);
+        assert_eq!(side.conn.poll_timeout(), Some(t10 + limit), "{role:?}");
+        side.conn
+            .handle_timeout(t10 + limit - Duration::from_nanos(1));
+        side.transmit();
+        assert!(side.sent_frames().is_empty(), "{role:?}: not yet");
+        side.conn.handle_timeout(t10 + limit);
+        side.transmit();
+        assert_eq!(
+            side.sent_frames().last().and_then(|f| f.close_code()),
+            Some(1008),
+            "{role:?}"
+        );
+        assert!(matches!(
+            side.conn.failure(),
+            Some(airws::proto::connection::Failure::MessageTimeout)
+        ));
+    }
+}
+
+#[test]
+fn each_message_has_its_own_deadline() {
+    let limit = Duration::from_secs(60);
+    let s = Settings {
+        message_timeout: Some(limit),
+        ..settings()
+    };
+    let (clock, mut side) = lone(Role::Server, s);
+    let t0 = clock.now();
+    side.feed(&frame_to(Role::Server, false, OP_TEXT, b"a"), t0);
+    let t30 = t0 + Duration::from_secs(30);
+    // The first message ends and the next begins in the same read.
+    let mut wire = frame_to(Role::Server, true, OP_CONTINUATION, b"b");
+    wire.extend(frame_to(Role::Server, false, OP_BINARY, b"c"));
+    side.feed(&wire, t30);
+    side.collect(t30);
+    assert_eq!(side.inbox, [text("ab")]);
+    assert_eq!(side.conn.poll_timeout(), Some(t30 + limit));
 }

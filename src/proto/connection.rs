@@ -26,6 +26,7 @@
 //!     limits: Limits { max_frame_size: 1 << 20, max_message_size: 1 << 20 },
 //!     close_timeout: Duration::from_secs(5),
 //!     idle_timeout: None,
+//!     message_timeout: None,
 //!     budget: None,
 //! };
 //! let now = Instant::now();
@@ -73,6 +74,9 @@ pub struct Settings {
     pub close_timeout: Duration,
     /// Fail the connection with 1001 when nothing arrives for this long.
     pub idle_timeout: Option<Duration>,
+    /// Fail the connection with 1008 when a message has not ended this
+    /// long after its first frame began to arrive.
+    pub message_timeout: Option<Duration>,
     /// The budget that what the peer makes this connection hold (its
     /// partial message, its kept buffers) is charged to; `None`: no budget
     /// beyond the limits.
@@ -102,6 +106,8 @@ pub enum Failure {
     Violation(ProtocolError),
     /// Nothing arrived for the idle timeout (close code 1001).
     IdleTimeout,
+    /// A message did not end within the message timeout (close code 1008).
+    MessageTimeout,
 }
 
 impl Failure {
@@ -110,6 +116,7 @@ impl Failure {
         match self {
             Failure::Violation(v) => v.code,
             Failure::IdleTimeout => GOING_AWAY,
+            Failure::MessageTimeout => close::POLICY_VIOLATION,
         }
     }
 }
@@ -181,6 +188,10 @@ pub struct Connection {
     failed: Option<Failure>,
     close_deadline: Option<Instant>,
     last_received: Instant,
+    /// The receiver's count of messages begun, when last looked at.
+    messages_seen: u64,
+    /// When the message being received began, if one is.
+    message_since: Option<Instant>,
     ending: Option<Ending>,
 }
 
@@ -210,6 +221,8 @@ impl Connection {
             failed: None,
             close_deadline: None,
             last_received: now,
+            messages_seen: 0,
+            message_since: None,
             ending: None,
         }
     }
@@ -234,6 +247,20 @@ impl Connection {
         }
         let result = self.receiver.receive(data, &mut self.received);
         self.note(result);
+        self.track_message(now);
+    }
+
+    /// Notes when the message being received began (for the message
+    /// timeout).
+    fn track_message(&mut self, now: Instant) {
+        let started = self.receiver.messages_started();
+        if started != self.messages_seen {
+            self.messages_seen = started;
+            self.message_since = Some(now);
+        }
+        if !self.receiver.in_message() {
+            self.message_since = None;
+        }
     }
 
     /// Room at the end of the message being assembled, when at least `min`
@@ -261,6 +288,7 @@ impl Connection {
             return;
         }
         self.note(result);
+        self.track_message(now);
     }
 
     fn note(&mut self, result: Result<(), ProtocolError>) {
@@ -368,6 +396,7 @@ impl Connection {
             let reason = match failure {
                 Failure::Violation(v) => v.reason,
                 Failure::IdleTimeout => "idle timeout",
+                Failure::MessageTimeout => "message not finished in time",
             };
             self.queue_close(Some(code), reason);
         }
@@ -425,13 +454,25 @@ impl Connection {
         if let Some(d) = self.close_deadline {
             return Some(d);
         }
-        self.settings
+        let idle = self
+            .settings
             .idle_timeout
-            .map(|idle| self.last_received + idle)
+            .map(|idle| self.last_received + idle);
+        let message = self.message_deadline();
+        match (idle, message) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the message being received must have ended.
+    fn message_deadline(&self) -> Option<Instant> {
+        Some(self.message_since? + self.settings.message_timeout?)
     }
 
     /// Acts on the timers at `now`: after the close timeout the connection
-    /// ends; after the idle timeout it is failed with 1001.
+    /// ends; after the idle timeout it is failed with 1001, after the
+    /// message timeout with 1008.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.ending.is_some() {
             return;
@@ -444,6 +485,11 @@ impl Connection {
                         .map_or(Ending::Closed, |f| Ending::Failed(f.code())),
                 );
             }
+            return;
+        }
+        if self.message_deadline().is_some_and(|d| now >= d) {
+            log::debug!("a message did not end within the message timeout: failing");
+            self.fail(Failure::MessageTimeout, now);
             return;
         }
         if let Some(idle) = self.settings.idle_timeout {

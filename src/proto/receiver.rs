@@ -98,6 +98,8 @@ pub struct Receiver {
     /// What the message's buffer and the spares hold, charged to the
     /// memory budget before it is allocated.
     charge: Charge,
+    /// How many data messages have begun (their first frame's header).
+    messages_started: u64,
 }
 
 /// A message's buffer starts with room for at most this much, and then
@@ -126,6 +128,7 @@ impl Receiver {
             spares: Vec::new(),
             spare_bytes: 0,
             charge: Charge::new(None),
+            messages_started: 0,
         }
     }
 
@@ -240,6 +243,17 @@ impl Receiver {
     /// ignores all further input.
     pub fn is_finished(&self) -> bool {
         matches!(self.state, State::Finished)
+    }
+
+    /// Whether a data message has begun and not ended.
+    pub fn in_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    /// How many data messages have begun so far: with
+    /// [`in_message`](Self::in_message), tells when the current one began.
+    pub fn messages_started(&self) -> u64 {
+        self.messages_started
     }
 
     /// Whether the receiver is between frames and holds no partial message.
@@ -561,6 +575,7 @@ impl Receiver {
                         }
                         let first = h.payload_len.min(RESERVE_FIRST as u64) as usize;
                         let data = self.message_buffer(first);
+                        self.messages_started += 1;
                         self.message = Some(Partial {
                             text: h.opcode == OP_TEXT,
                             data,
