@@ -63,6 +63,7 @@ pub(crate) struct Options {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) message_timeout: Option<Duration>,
     pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) release_buffers_after: Duration,
     pub(crate) nodelay: bool,
     pub(crate) thread_stack_size: usize,
     pub(crate) client_tls: ClientTls,
@@ -84,6 +85,7 @@ impl Options {
             idle_timeout: None,
             message_timeout: None,
             tcp_keepalive: Some(Duration::from_secs(60)),
+            release_buffers_after: Duration::from_secs(10),
             nodelay: true,
             thread_stack_size: 512 << 10,
             memory_budget: MemoryBudget::process_default(),
@@ -268,6 +270,17 @@ impl Config {
         self
     }
 
+    /// How long a connection must be quiet (nothing arrives, no message is
+    /// half received) before the buffers that earlier traffic grew go back
+    /// to their idle size: the read buffer (256 KiB back to 64 KiB), the
+    /// buffers kept to carry later messages (up to 256 KiB), the writer's
+    /// batching buffer (up to 256 KiB). So an idle connection holds about
+    /// its base whatever it received before. Default 10 s, both roles.
+    #[must_use]
+    pub fn release_buffers_after(self, quiet: Duration) -> Self {
+        self.set(|o| o.release_buffers_after = quiet)
+    }
+
     /// Set `TCP_NODELAY` on the socket (a message is a unit the peer waits
     /// for, so Nagle's algorithm only adds delay). Default true.
     #[must_use]
@@ -325,6 +338,7 @@ mod tests {
             assert_eq!(o.close_timeout, Duration::from_secs(5));
             assert_eq!(o.write_timeout, Some(Duration::from_secs(30)));
             assert_eq!(o.tcp_keepalive, Some(Duration::from_secs(60)));
+            assert_eq!(o.release_buffers_after, Duration::from_secs(10));
             assert!(o.memory_budget.same(&MemoryBudget::process_default()));
             assert!(o.nodelay);
             assert_eq!(o.thread_stack_size, 512 << 10);

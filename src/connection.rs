@@ -92,6 +92,9 @@ pub(crate) struct Conn {
     reader_thread: OnceLock<ThreadId>,
     /// The memory budget the read buffer's growth is charged to.
     budget: Option<MemoryBudget>,
+    /// After this long without incoming data, the buffers grown by earlier
+    /// traffic go back to their idle size.
+    release_after: OnceLock<Duration>,
 }
 
 impl Conn {
@@ -117,6 +120,7 @@ impl Conn {
             finished_cv: Condvar::new(),
             reader_thread: OnceLock::new(),
             budget,
+            release_after: OnceLock::new(),
         }
     }
 
@@ -408,6 +412,23 @@ impl Conn {
         )
     }
 
+    /// Sets how long the connection must be quiet before its grown
+    /// buffers go back to their idle size.
+    pub(crate) fn set_release_after(&self, after: Duration) {
+        let _ = self.release_after.set(after);
+    }
+
+    /// Gives back what earlier traffic grew, keeping only the idle size:
+    /// the protocol's kept buffers and queues, the writer's batching
+    /// buffer (unless a write is under way).
+    fn release_buffers(&self, st: &mut Locked) {
+        st.proto.release_buffers();
+        if !st.writing {
+            st.buf = Vec::new();
+            st.tls_spare = Vec::new();
+        }
+    }
+
     /// Why a write failed, when one did.
     pub(crate) fn write_failure(&self) -> Option<Error> {
         let kind = self.lock().broken?;
@@ -539,6 +560,10 @@ pub(crate) fn read_loop(
     let mut reader = DeadlineReader::new(conn.transport.socket(), None, None, "read timed out");
     let mut messages = Vec::new();
     let mut recycled = Vec::new();
+    // When data last arrived, while the buffers it may have grown are
+    // kept (`None` once they were given back).
+    let release_after = conn.release_after.get().copied();
+    let mut last_data: Option<Instant> = Some(Instant::now());
     let mut st = conn.lock();
     if !leftover.is_empty() {
         let now = Instant::now();
@@ -567,7 +592,13 @@ pub(crate) fn read_loop(
         if let Some(ending) = st.proto.ending() {
             return (ending, None);
         }
-        reader.deadline = st.proto.poll_timeout();
+        let release_at = release_after
+            .zip(last_data)
+            .map(|(after, last)| last + after);
+        reader.deadline = match (st.proto.poll_timeout(), release_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut room = st.proto.lend_room(DIRECT_READ_MIN, DIRECT_READ_MAX);
         drop(st);
 
@@ -583,6 +614,9 @@ pub(crate) fn read_loop(
         let now = Instant::now();
         st = conn.lock();
         let n = *result.as_ref().unwrap_or(&0);
+        if n > 0 {
+            last_data = Some(now);
+        }
         let direct = room.is_some();
         match room {
             Some(room) => st.proto.return_room(room, n, now),
@@ -594,7 +628,26 @@ pub(crate) fn read_loop(
             Ok(0) if st.broken.is_some() => st.proto.stream_failed(),
             Ok(0) => st.proto.receive_eof(),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => st.proto.handle_timeout(now),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                if release_at.is_some_and(|at| now >= at) {
+                    if st.proto.receiver_is_idle() {
+                        // Quiet for long enough: back to the idle size.
+                        conn.release_buffers(&mut st);
+                        if buf.len() > READ_BUFFER {
+                            buf = ReadBuffer::new(READ_BUFFER);
+                            buf_charge.set(0);
+                        }
+                        cipher = Vec::new();
+                        messages = Vec::new();
+                        recycled = Vec::new();
+                        last_data = None;
+                    } else {
+                        // In the middle of a message: look again later.
+                        last_data = Some(now);
+                    }
+                }
+                st.proto.handle_timeout(now);
+            }
             Err(e) => {
                 st.proto.stream_failed();
                 if let Some(ending) = st.proto.ending() {

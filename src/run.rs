@@ -21,6 +21,7 @@ impl Session {
             .transport
             .set_write_timeout(self.config().write_timeout);
         conn.set_reader_thread();
+        conn.set_release_after(self.config().release_buffers_after);
         let published = self.with_current(|st| {
             st.phase = Phase::Open;
             st.conn = Some(conn.clone());

@@ -519,6 +519,27 @@ impl Connection {
         true
     }
 
+    /// Gives back the memory that earlier traffic grew and that an idle
+    /// connection does not need: the buffers kept to carry later messages,
+    /// and the queues' spare capacity. For a connection that has gone
+    /// quiet.
+    pub fn release_buffers(&mut self) {
+        self.receiver.release_spares();
+        if self.out.is_empty() {
+            self.out = Vec::new();
+        }
+        if self.taken >= self.received.len() {
+            self.received = Vec::new();
+            self.taken = 0;
+        }
+    }
+
+    /// Whether the peer is between messages: no message, no frame is
+    /// partly received.
+    pub fn receiver_is_idle(&self) -> bool {
+        self.receiver.is_idle()
+    }
+
     /// Whether a close frame was sent or queued: no frame may follow.
     pub fn close_sent(&self) -> bool {
         self.close.sent()

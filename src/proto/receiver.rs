@@ -226,6 +226,15 @@ impl Receiver {
         self.spares.push(buf);
     }
 
+    /// Drops the buffers kept to carry later messages (for a connection
+    /// that has gone quiet), giving their memory back to the budget.
+    pub fn release_spares(&mut self) {
+        self.spares = Vec::new();
+        self.spare_bytes = 0;
+        self.control = Vec::new();
+        self.account();
+    }
+
     /// A buffer for a new message of which `first` bytes are announced: a
     /// spare (already charged), or an empty one that `reserve_message`
     /// grows.
