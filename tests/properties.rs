@@ -1196,3 +1196,18 @@ fn fuzz_seeds_and_regressions_replay() {
     }
     assert!(total > 0, "no seeds under {}", fuzz.display());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The receiver fuzz targets' checks, with and without a memory budget,
+    /// on any input (byte 0 picks the limits, the chunking, the lent room
+    /// and the budget).
+    #[test]
+    fn the_receiver_fuzz_checks_hold_for_any_input(
+        data in proptest::collection::vec(any::<u8>(), 0..1500),
+    ) {
+        fuzz_checks::receiver::run(Role::Client, &data);
+        fuzz_checks::receiver::run(Role::Server, &data);
+    }
+}

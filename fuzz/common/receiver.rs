@@ -9,7 +9,12 @@
 //! the heap the receiver keeps (all live allocations but the items it
 //! delivered) stays within twice the message limit plus a control frame;
 //! after an error or a close the receiver is finished and takes nothing more.
+//! With bit 6 of byte 0 set, the receiver has a memory budget of
+//! `BUDGET` bytes: what it keeps stays within the budget (plus a control
+//! frame), the budget's count never goes over its limit, and it is back to
+//! 0 once the receiver is dropped.
 
+use airws::proto::budget::MemoryBudget;
 use airws::proto::close::is_valid_on_wire;
 use airws::proto::error::ProtocolError;
 use airws::proto::frame::{MAX_CONTROL_PAYLOAD, OP_PING};
@@ -75,6 +80,10 @@ const LIMITS: [Limits; 4] = [
     },
 ];
 
+/// The memory budget of inputs with bit 6 of byte 0 set: between the
+/// message limits, so that some messages fit it and some do not.
+const BUDGET: usize = 500;
+
 /// Heap bytes owned by the delivered items.
 fn delivered_heap(out: &[Incoming]) -> usize {
     out.iter()
@@ -130,13 +139,18 @@ fn feed(
     limits: Limits,
     chunks: &[&[u8]],
     direct: bool,
+    budget: Option<&MemoryBudget>,
 ) -> (Vec<Incoming>, Option<ProtocolError>) {
     let total: usize = chunks.iter().map(|c| c.len()).sum();
     // Room for every item (each takes at least 2 bytes), so `out` never
     // reallocates and its own buffer stays out of the count below.
     let mut out = Vec::with_capacity(total + 1);
     let mut r = Receiver::new(role, limits);
-    let bound = 2 * limits.max_message_size as usize + 2 * MAX_CONTROL_PAYLOAD + 8;
+    let mut bound = 2 * limits.max_message_size as usize + 2 * MAX_CONTROL_PAYLOAD + 8;
+    if let Some(budget) = budget {
+        r.set_budget(budget.clone());
+        bound = bound.min(budget.limit() + 2 * MAX_CONTROL_PAYLOAD + 8);
+    }
     let base = LIVE.load(Relaxed);
     LARGEST.store(0, Relaxed);
     let mut error = None;
@@ -151,8 +165,11 @@ fn feed(
         let kept = LIVE.load(Relaxed) as isize - base as isize - delivered_heap(&out) as isize;
         assert!(
             kept <= bound as isize,
-            "the receiver keeps {kept} heap bytes with limits {limits:?}"
+            "the receiver keeps {kept} heap bytes with limits {limits:?} and budget {budget:?}"
         );
+        if let Some(budget) = budget {
+            assert!(budget.used() <= budget.limit(), "{budget:?}");
+        }
         match res {
             Err(e) => {
                 assert!(r.is_finished(), "not finished after {e}");
@@ -185,6 +202,10 @@ fn feed(
         }
         assert_eq!(out.len(), n, "items after the end");
     }
+    drop(r);
+    if let Some(budget) = budget {
+        assert_eq!(budget.used(), 0, "the receiver gave back what it held");
+    }
     (out, error)
 }
 
@@ -216,8 +237,11 @@ pub fn run(role: Role, data: &[u8]) {
     // Bit 5: payload bytes go through the receiver's lent room, as the
     // read loop does for large payloads.
     let direct = control & 0x20 != 0;
-    let (split, split_err) = feed(role, limits, &chunks, direct);
-    let (whole, whole_err) = feed(role, limits, &[stream], false);
+    // Bit 6: a memory budget (one for each feed).
+    let budget = (control & 0x40 != 0).then(|| MemoryBudget::new(BUDGET));
+    let (split, split_err) = feed(role, limits, &chunks, direct, budget.as_ref());
+    let budget = (control & 0x40 != 0).then(|| MemoryBudget::new(BUDGET));
+    let (whole, whole_err) = feed(role, limits, &[stream], false, budget.as_ref());
     assert_eq!(split, whole, "split and whole give different items");
     assert_eq!(
         split_err, whole_err,
