@@ -84,3 +84,8 @@ pub use websocket::{WeakWebSocket, WebSocket};
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The server configuration of `docs/security.md`, compiled as a doctest.
+#[doc = include_str!("../docs/security.md")]
+#[cfg(doctest)]
+pub struct SecurityDoctests;
