@@ -21,7 +21,7 @@ use crate::proto::mask::extend_masked;
 use crate::proto::receiver::Incoming;
 use crate::proto::sender::OutgoingHeader;
 use crate::proto::Role;
-use crate::transport::Transport;
+use crate::transport::{Transport, WriteClock};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -307,16 +307,24 @@ impl Conn {
             let shutdown = st.proto.poll_transmit(&mut buf);
             st.takes_started += 1;
             drop(st);
+            // One deadline for the whole take, however many calls it needs.
+            let mut clock = self.transport.start_write();
             let written = match direct.take() {
                 Some((header, payload)) => match header.mask {
-                    None => {
-                        self.transport
-                            .write_all_parts(&buf, header.as_bytes(), payload, &mut spare)
+                    None => self.transport.write_all_parts(
+                        &buf,
+                        header.as_bytes(),
+                        payload,
+                        &mut spare,
+                        &mut clock,
+                    ),
+                    Some(key) => {
+                        self.write_masked(&mut buf, &header, payload, key, &mut spare, &mut clock)
                     }
-                    Some(key) => self.write_masked(&mut buf, &header, payload, key, &mut spare),
                 },
-                None => self.transport.write_all(&buf, &mut spare),
+                None => self.transport.write_timed(&buf, &mut spare, &mut clock),
             };
+            self.transport.end_write(&clock);
             if written.is_ok() && shutdown {
                 self.transport.shutdown_write();
             }
@@ -351,16 +359,17 @@ impl Conn {
         payload: &[u8],
         key: [u8; 4],
         spare: &mut Vec<u8>,
+        clock: &mut WriteClock,
     ) -> io::Result<()> {
         buf.extend_from_slice(header.as_bytes());
         // Pieces are a multiple of 4 bytes long: each starts at mask offset 0.
         for piece in payload.chunks(MASK_PIECE) {
             extend_masked(buf, piece, key, 0);
-            self.transport.write_all(buf, spare)?;
+            self.transport.write_timed(buf, spare, clock)?;
             buf.clear();
         }
         if payload.is_empty() {
-            self.transport.write_all(buf, spare)?;
+            self.transport.write_timed(buf, spare, clock)?;
         }
         Ok(())
     }

@@ -187,7 +187,7 @@ pub(crate) struct Transport {
 const NO_TIMEOUT: u64 = u64::MAX;
 
 /// The deadline of one write, partial writes included.
-struct WriteClock {
+pub(crate) struct WriteClock {
     timeout: Option<Duration>,
     deadline: Option<Instant>,
     /// The socket's send timeout was shortened: restore it at the end.
@@ -228,8 +228,10 @@ impl Transport {
         }
     }
 
-    /// Starts the clock of one write.
-    fn clock(&self) -> WriteClock {
+    /// Starts the clock of one write, which may take several calls (a
+    /// client's frame is masked and written in pieces): pass it to each,
+    /// then to [`end_write`](Self::end_write).
+    pub(crate) fn start_write(&self) -> WriteClock {
         let timeout = self.write_timeout();
         WriteClock {
             timeout,
@@ -239,7 +241,7 @@ impl Transport {
     }
 
     /// Ends the clock of one write: the send timeout is the whole again.
-    fn stop_clock(&self, clock: &WriteClock) {
+    pub(crate) fn end_write(&self, clock: &WriteClock) {
         if clock.shortened {
             let _ = self.tcp.set_write_timeout(clock.timeout);
         }
@@ -346,14 +348,14 @@ impl Transport {
     /// Writes `data` to the peer. The caller serializes writes (the
     /// connection's writer role).
     pub(crate) fn write_all(&self, data: &[u8], spare: &mut Vec<u8>) -> io::Result<()> {
-        let mut clock = self.clock();
+        let mut clock = self.start_write();
         let written = self.write_timed(data, spare, &mut clock);
-        self.stop_clock(&clock);
+        self.end_write(&clock);
         written
     }
 
     /// `write_all` on the clock of a write that has begun.
-    fn write_timed(
+    pub(crate) fn write_timed(
         &self,
         data: &[u8],
         spare: &mut Vec<u8>,
@@ -391,6 +393,7 @@ impl Transport {
         head: &[u8],
         body: &[u8],
         spare: &mut Vec<u8>,
+        clock: &mut WriteClock,
     ) -> io::Result<()> {
         if let Some(tls) = &self.tls {
             // The prefix and the head go out with the body's first records.
@@ -399,12 +402,9 @@ impl Transport {
                 s.write_all(prefix)?;
                 s.write_all(head)?;
             }
-            return self.write_all(body, spare);
+            return self.write_timed(body, spare, clock);
         }
-        let mut clock = self.clock();
-        let written = self.send([prefix, head, body], &mut clock);
-        self.stop_clock(&clock);
-        written
+        self.send([prefix, head, body], clock)
     }
 
     /// Ends our direction of the stream: TLS close_notify, then a TCP FIN.
