@@ -194,6 +194,12 @@ fn a_claimed_large_frame_costs_only_what_arrived() {
                 per_connection <= 64,
                 "{per_connection} KiB per connection with a claimed 16 MiB frame"
             );
+            // The claim itself: the byte that came, and a buffer of at most
+            // 16 KiB for the message (no room is lent before 16 KiB arrive).
+            assert!(
+                claim_cost <= 16,
+                "a claimed 16 MiB frame costs {claim_cost} KiB more than an idle connection"
+            );
             drop(peers);
             server.close();
         },
