@@ -6,22 +6,14 @@
 //! the feature on, a missing browser fails the test.
 #![cfg(feature = "browser")]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn example(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().expect("test binary path");
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("examples").join(name);
-    assert!(path.exists(), "{} is not built", path.display());
-    path
-}
+use support::{example, Kill};
 
 fn chromium() -> PathBuf {
     let path = PathBuf::from(
@@ -33,15 +25,6 @@ fn chromium() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Kills and reaps a child process we started, by its handle.
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Removes the browser's profile folder.

@@ -57,16 +57,6 @@ fn in_child(name: &str, limits: &[&str], body: impl FnOnce()) {
 #[path = "../examples/echo_server.rs"]
 mod echo_server;
 
-/// The process's resident memory, in KiB.
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// Each connection thread's count of voluntary context switches (by
 /// thread id): it goes up each time the thread blocks, so a thread whose
 /// count has moved has worked through what woke it and waits again.
@@ -159,11 +149,11 @@ fn a_claimed_large_frame_costs_only_what_arrived() {
             assert!(support::eventually(
                 || connection_thread_switches().is_empty()
             ));
-            let before = resident_kib();
+            let before = support::resident_kib();
             let mut peers: Vec<_> = (0..CONNECTIONS)
                 .map(|_| support::raw_client(port, "").0)
                 .collect();
-            let idle = resident_kib();
+            let idle = support::resident_kib();
             let switches = connection_thread_switches();
             assert_eq!(switches.len(), CONNECTIONS);
             // Each client announces a 16 MiB binary frame and sends one byte of it.
@@ -182,9 +172,9 @@ fn a_claimed_large_frame_costs_only_what_arrived() {
                     .all(|(tid, n)| now.get(tid).is_some_and(|m| m > n))
             });
             assert!(all_moved, "every connection read its byte");
-            let after = resident_kib();
-            let per_connection = (after.saturating_sub(before)) / CONNECTIONS as u64;
-            let claim_cost = (after.saturating_sub(idle)) / CONNECTIONS as u64;
+            let after = support::resident_kib();
+            let per_connection = (after - before).max(0) / CONNECTIONS as i64;
+            let claim_cost = (after - idle).max(0) / CONNECTIONS as i64;
             eprintln!(
                 "resident: {before} KiB before, {idle} KiB with {CONNECTIONS} idle connections, \
                  {after} KiB once each claimed 16 MiB and sent 1 byte: {per_connection} KiB \
@@ -204,27 +194,6 @@ fn a_claimed_large_frame_costs_only_what_arrived() {
             server.close();
         },
     );
-}
-
-/// `cargo test` builds the examples next to the test binaries' folder.
-fn example(name: &str) -> std::path::PathBuf {
-    let mut dir = std::env::current_exe().expect("test binary path");
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("examples").join(name);
-    assert!(path.exists(), "{} is not built", path.display());
-    path
-}
-
-/// A process of ours, killed (by its PID, through `Child`) when dropped.
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One attacker: sends 63 MiB of a binary message in fragments of at most
@@ -267,7 +236,7 @@ fn server_under_2_gib(
     command: &std::path::Path,
     args: &[&str],
     env: &[(&str, &str)],
-) -> (Kill, u16) {
+) -> (support::Kill, u16) {
     use std::io::{BufRead, BufReader};
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--as={}", 2u64 << 30))
@@ -280,7 +249,7 @@ fn server_under_2_gib(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut server = Kill(cmd.spawn().expect("prlimit runs the server"));
+    let mut server = support::Kill(cmd.spawn().expect("prlimit runs the server"));
     // Its first line that names a port ("PORT 1234", or a ws:// URL).
     let mut out = BufReader::new(server.0.stdout.take().expect("stdout"));
     let mut port = None;
@@ -305,7 +274,7 @@ fn server_under_2_gib(
 /// 40 clients that each try to hold 63 MiB of a message at once: returns
 /// how each ended (`None`: it holds them; else the server's close code).
 /// Then checks that the server lives and still echoes a new client.
-fn forty_clients_holding_63_mib(server: &mut Kill, port: u16) -> Vec<Option<u16>> {
+fn forty_clients_holding_63_mib(server: &mut support::Kill, port: u16) -> Vec<Option<u16>> {
     const ATTACKERS: usize = 40;
     let zeros = std::sync::Arc::new(vec![0u8; 1 << 20]);
     let attackers: Vec<_> = (0..ATTACKERS)
@@ -339,7 +308,8 @@ fn forty_clients_holding_63_mib(server: &mut Kill, port: u16) -> Vec<Option<u16>
 
 #[test]
 fn a_default_echo_server_under_a_2_gib_cap_survives_40_clients_sending_63_mib() {
-    let (mut server, port) = server_under_2_gib(&example("echo_server"), &["127.0.0.1:0"], &[]);
+    let (mut server, port) =
+        server_under_2_gib(&support::example("echo_server"), &["127.0.0.1:0"], &[]);
     let codes = forty_clients_holding_63_mib(&mut server, port);
     // A server takes messages up to 16 MiB by default: each is refused.
     assert!(

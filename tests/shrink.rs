@@ -7,98 +7,20 @@
 
 mod support;
 
-use airws::{
-    Config, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, WebSocket,
-    WebSocketEvent,
-};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use airws::Config;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::*;
 
-/// The system allocator, counting the bytes in use.
-struct Counting;
+/// The heap in use, counted by this binary's global allocator.
+#[path = "support/counting.rs"]
+mod counting;
+use counting::LIVE;
 
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator with the same
-// arguments; the counter only observes sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// The process's resident memory, in KiB.
-fn resident_kib() -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
-/// An echo server (the README's) whose connections use `config`.
-fn echo_server(config: Config) -> ServerSocket {
-    let clients: Arc<Mutex<HashMap<u64, WebSocket>>> = Arc::default();
-    let next_id = AtomicU64::new(0);
-    let server = ServerSocket::new();
-    server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
-        let ws = WebSocket::with_config(config.clone());
-        ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
-            if let Some(ws) = e.target::<WebSocket>() {
-                ws.send_message(e.format(), e.data()).ok();
-            }
-        });
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let list = clients.clone();
-        ws.add_event_listener(Event::CLOSE, move |_e: &Event| {
-            list.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        });
-        clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, ws.clone());
-        ws.start_server(e.socket()).expect("start_server");
-    });
-    server.bind(0, "127.0.0.1").expect("bind");
-    server.listen().expect("listen");
-    server
-}
+/// The README's server.
+#[allow(dead_code)]
+#[path = "../examples/echo_server.rs"]
+mod echo_server;
 
 const CONNECTIONS: usize = 50;
 
@@ -106,7 +28,11 @@ const CONNECTIONS: usize = 50;
 fn quiet_connections_give_back_what_a_burst_grew() {
     // Longer than the burst takes, even on a slow machine.
     let quiet = Duration::from_secs(1);
-    let server = echo_server(Config::default().release_buffers_after(quiet));
+    let server = echo_server::listen_with(
+        "127.0.0.1:0".parse().expect("address"),
+        Config::default().release_buffers_after(quiet),
+    )
+    .expect("listen");
     let port = server.local_port();
     let mut peers: Vec<RawPeer> = (0..CONNECTIONS).map(|_| raw_client(port, "").0).collect();
     // Each connection's thread is up and idle: the base.
