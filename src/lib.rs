@@ -77,7 +77,7 @@ pub use message::MessageData;
 pub use proto::budget::{MemoryBudget, DEFAULT_BUDGET};
 pub use server_socket::ServerSocket;
 pub use tls::{ClientTls, ServerTls};
-pub use websocket::{WeakWebSocket, WebSocket};
+pub use websocket::{HandshakeResponse, WeakWebSocket, WebSocket};
 
 /// The code examples of `README.md`, compiled as doctests so that they keep
 /// working when pasted.

@@ -9,6 +9,7 @@ mod server;
 
 use crate::connection::Conn;
 use crate::session::Session;
+use crate::websocket::HandshakeResponse;
 use failure::OpenFailure;
 pub(crate) use server::refuse_unavailable;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub(crate) struct Opened {
     pub(crate) protocol: String,
     /// Bytes that came after the HTTP head: the first frames.
     pub(crate) leftover: Vec<u8>,
+    /// A client's: the server's 101 response.
+    pub(crate) response: Option<HandshakeResponse>,
 }
 
 impl Session {
@@ -32,7 +35,8 @@ impl Session {
                 conn,
                 protocol,
                 leftover,
-            }) => self.open_and_run(conn, protocol, leftover),
+                response,
+            }) => self.open_and_run(conn, protocol, leftover, response),
             Err(failure) => self.fail(failure),
         }
     }

@@ -8,14 +8,20 @@ use crate::event::{Event, EventTarget, IOErrorEvent, WebSocketEvent};
 use crate::proto::connection::{Ending, Failure};
 use crate::proto::receiver::Incoming;
 use crate::session::Session;
-use crate::websocket::Phase;
+use crate::websocket::{HandshakeResponse, Phase};
 use std::io;
 use std::sync::Arc;
 
 impl Session {
     /// The handshake succeeded: publishes the connection, dispatches
     /// `connect`, runs the read loop and ends the connection.
-    pub(crate) fn open_and_run(self, conn: Arc<Conn>, protocol: String, leftover: Vec<u8>) {
+    pub(crate) fn open_and_run(
+        self,
+        conn: Arc<Conn>,
+        protocol: String,
+        leftover: Vec<u8>,
+        response: Option<HandshakeResponse>,
+    ) {
         let _ = conn.transport.socket().set_read_timeout(None);
         let _ = conn
             .transport
@@ -27,6 +33,7 @@ impl Session {
             st.conn = Some(conn.clone());
             st.pending = None;
             st.protocol = protocol;
+            st.response = response;
         });
         if published.is_none() {
             conn.transport.shutdown();

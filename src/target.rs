@@ -24,6 +24,9 @@ pub(crate) struct Target {
     pub(crate) host_header: String,
     /// The request target: path and query.
     pub(crate) resource: String,
+    /// The URL's user name and password, percent-decoded: sent as Basic
+    /// `Authorization`, as browsers and curl do.
+    pub(crate) userinfo: Option<(String, String)>,
 }
 
 /// `connect`'s `ArgumentError` for `url`.
@@ -70,6 +73,17 @@ impl Target {
             resource.push('?');
             resource.push_str(q);
         }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let userinfo = (!parsed.username().is_empty() || parsed.password().is_some()).then(|| {
+            (
+                decode(parsed.username()),
+                decode(parsed.password().unwrap_or_default()),
+            )
+        });
         Ok(Target {
             url: url.to_owned(),
             host,
@@ -77,6 +91,7 @@ impl Target {
             tls,
             host_header,
             resource,
+            userinfo,
         })
     }
 }
@@ -105,6 +120,16 @@ mod tests {
         );
         let t = Target::parse("wss://127.0.0.1:443/").unwrap();
         assert_eq!(t.host_header, "127.0.0.1");
+    }
+
+    #[test]
+    fn user_and_password_are_taken_apart_and_decoded() {
+        let t = Target::parse("ws://al%20ice:p%40ss@example.com/").unwrap();
+        assert_eq!(t.userinfo, Some(("al ice".to_owned(), "p@ss".to_owned())));
+        assert_eq!(t.host_header, "example.com");
+        assert_eq!(Target::parse("ws://example.com/").unwrap().userinfo, None);
+        let t = Target::parse("ws://bob@example.com/").unwrap();
+        assert_eq!(t.userinfo, Some(("bob".to_owned(), String::new())));
     }
 
     #[test]

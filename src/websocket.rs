@@ -14,10 +14,13 @@ use crate::message::MessageData;
 use crate::open;
 use crate::proto::close::{self, GOING_AWAY};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
+use crate::proto::handshake;
 use crate::proto::Role;
 use crate::session::Session;
 use crate::target::{is_token, Target};
 use crate::tls::ServerTls;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use std::fmt;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -57,6 +60,41 @@ pub(crate) struct State {
     /// The generation whose ending's listeners (`ioError`, `close`, ...)
     /// are running: `wait_closed` waits for them too.
     pub(crate) ending_listeners: Option<u64>,
+    /// Headers a client adds to its upgrade request.
+    pub(crate) request_headers: Vec<(String, String)>,
+    /// A client's: the server's 101 response of the current or last
+    /// connection.
+    pub(crate) response: Option<HandshakeResponse>,
+}
+
+/// The server's answer to a client's upgrade: its status (101) and
+/// headers, for example the `Set-Cookie` a server sends with it. See
+/// [`WebSocket::handshake_response`]. Not in AIR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandshakeResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl HandshakeResponse {
+    /// The status code: 101.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Every header, in order, names as the server wrote them.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The first header named `name` (case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl State {
@@ -313,6 +351,8 @@ impl WebSocket {
                         protocol: String::new(),
                         close_reason: 0,
                         ending_listeners: None,
+                        request_headers: Vec::new(),
+                        response: None,
                     }),
                     ended: Condvar::new(),
                 }),
@@ -395,6 +435,64 @@ impl WebSocket {
         Ok(())
     }
 
+    /// Sets a header of the client's upgrade request, sent by every later
+    /// [`connect`](Self::connect) (`Authorization: Bearer ...`, `Cookie`,
+    /// `Origin`, `User-Agent`, ...); a header of the same name set before
+    /// is replaced. A user name and password in the URL are sent as Basic
+    /// `Authorization` unless one is set here. Not in AIR.
+    ///
+    /// [`Error::InvalidArgument`] when the name is not an HTTP token, the
+    /// value holds CR, LF, NUL or another control character (it could
+    /// inject headers), or the library writes that header itself (`Host`,
+    /// `Upgrade`, `Connection`, `Sec-WebSocket-*`, `Content-Length`,
+    /// `Transfer-Encoding`; subprotocols go in `connect`'s list).
+    ///
+    /// ```no_run
+    /// # use airws::WebSocket;
+    /// let ws = WebSocket::new();
+    /// ws.set_request_header("Authorization", "Bearer eyJhbGciOi...")?;
+    /// ws.set_request_header("Cookie", "session=42")?;
+    /// ws.connect("wss://example.com/feed", &[])?;
+    /// # Ok::<(), airws::Error>(())
+    /// ```
+    pub fn set_request_header(&self, name: &str, value: &str) -> Result<(), Error> {
+        if let Err(e) = handshake::check_request_header(name, value) {
+            return Err(Error::argument(format!(
+                "setRequestHeader: cannot send header '{}': {e}",
+                name.escape_debug()
+            )));
+        }
+        let mut st = self.shared().state();
+        let headers = &mut st.request_headers;
+        match headers
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(h) => *h = (name.to_owned(), value.to_owned()),
+            None => headers.push((name.to_owned(), value.to_owned())),
+        }
+        Ok(())
+    }
+
+    /// Removes a header set with
+    /// [`set_request_header`](Self::set_request_header); returns whether
+    /// one was set. Not in AIR.
+    pub fn remove_request_header(&self, name: &str) -> bool {
+        let mut st = self.shared().state();
+        let before = st.request_headers.len();
+        st.request_headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        st.request_headers.len() != before
+    }
+
+    /// The server's 101 response to this client's upgrade (its status and
+    /// headers, such as `Set-Cookie`), once `connect` is dispatched; kept
+    /// after the connection ends, cleared by the next `connect`. `None`
+    /// before, and for a server `WebSocket`. Not in AIR.
+    pub fn handshake_response(&self) -> Option<HandshakeResponse> {
+        self.shared().state().response.clone()
+    }
+
     /// Connects to a `ws://` or `wss://` URL, offering `protocols`.
     ///
     /// Returns at once; the TCP connection, TLS and the handshake run on the
@@ -423,8 +521,24 @@ impl WebSocket {
             }
             offered.push((*p).to_owned());
         }
-        let session = self.begin_session("connect", Role::Client, |st| st.protocol.clear())?;
-        self.spawn(session, move |s| s.run_client(target, offered))
+        let mut headers = Vec::new();
+        let session = self.begin_session("connect", Role::Client, |st| {
+            st.protocol.clear();
+            st.response = None;
+            headers = st.request_headers.clone();
+        })?;
+        // Credentials in the URL, as browsers and curl send them, unless
+        // the application set its own.
+        if let Some((user, password)) = &target.userinfo {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            {
+                let token = BASE64.encode(format!("{user}:{password}"));
+                headers.push(("Authorization".to_owned(), format!("Basic {token}")));
+            }
+        }
+        self.spawn(session, move |s| s.run_client(target, offered, headers))
     }
 
     /// Takes over an accepted socket and acts as its WebSocket server: reads

@@ -596,3 +596,40 @@ fn wss_to_python_untrusted_certificate_is_refused_with_1015() {
     assert!(!ws.connected());
     nothing_more(&rx, 200);
 }
+
+#[test]
+fn our_client_sends_a_bearer_token_and_a_cookie_to_python_websockets() {
+    let (mut server, port) = PeerProcess::server(Peer::Python, &["--token", "s3cret"]);
+    let url = format!("ws://127.0.0.1:{port}/");
+    // A wrong token: the server answers 401, which the close event carries.
+    let ws = WebSocket::new();
+    ws.set_request_header("Authorization", "Bearer wrong")
+        .expect("a valid header");
+    let (tx, refused) = mpsc::channel();
+    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
+        let _ = tx.send(e.upgrade_refusal().map(|r| r.status()));
+    });
+    ws.connect(&url, &[]).expect("connect");
+    assert_eq!(refused.recv_timeout(PEER_WAIT).expect("close"), Some(401));
+    assert_eq!(server.expect("AUTH"), "refused");
+    // The right token and a cookie: connected, and the 101's Set-Cookie
+    // can be read.
+    let ws = WebSocket::new();
+    ws.set_request_header("Authorization", "Bearer s3cret")
+        .expect("a valid header");
+    ws.set_request_header("Cookie", "session=42")
+        .expect("a valid header");
+    let rx = record(&ws);
+    ws.connect(&url, &["chat"]).expect("connect");
+    assert_eq!(next(&rx), Seen::Connect);
+    assert_eq!(server.expect("AUTH"), "ok");
+    assert_eq!(server.expect("COOKIE"), "session=42");
+    let response = ws.handshake_response().expect("the 101");
+    assert_eq!(response.status(), 101);
+    assert_eq!(response.header("set-cookie"), Some("seen=1"));
+    ws.send_message(WebSocket::FMT_TEXT, "with a token")
+        .expect("send");
+    assert_eq!(next(&rx), Seen::Text("with a token".into()));
+    ws.close(WebSocket::CLOSE_NORMAL).expect("close");
+    assert!(ws.wait_closed(PEER_WAIT));
+}

@@ -500,7 +500,7 @@ fn valid_request() -> impl Strategy<Value = (Vec<u8>, String, String, String, Ve
     )
         .prop_map(
             |(path, host, nonce, protocols, names, upgrade, connection, extra, seed, lf)| {
-                let key = client_request("h", "/", &[], nonce).key;
+                let key = client_request("h", "/", &[], &[], nonce).key;
                 let (n_host, n_up, n_conn, n_key, n_ver, n_proto) = names;
                 let mut lines = vec![
                     format!("{n_host}: {host}"),
@@ -969,7 +969,7 @@ proptest! {
         protocols in vec(token(), 0..3),
         nonce in any::<[u8; 16]>(),
     ) {
-        let req = client_request("example.com:9001", &path, &protocols, nonce);
+        let req = client_request("example.com:9001", &path, &protocols, &[], nonce);
         for cut in 0..req.bytes.len() {
             prop_assert_eq!(parse_request(&req.bytes[..cut], 4096), Ok(None));
         }
@@ -1023,7 +1023,7 @@ proptest! {
         ours in any::<bool>(),
         after in vec(any::<u8>(), 0..16),
     ) {
-        let key = client_request("h", "/", &offered, nonce).key;
+        let key = client_request("h", "/", &offered, &[], nonce).key;
         let chosen = (choose && !offered.is_empty()).then(|| offered[pick.index(offered.len())].clone());
         let head = if ours {
             accept_response(&key, chosen.as_deref())

@@ -22,6 +22,7 @@ use crate::proto::Role;
 use crate::session::Session;
 use crate::target::Target;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
+use crate::websocket::HandshakeResponse;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -99,13 +100,23 @@ fn resolve(t: &Target) -> Result<Vec<SocketAddr>, OpenFailure> {
 
 impl Session {
     /// The connection's thread of a client: opens the connection, then runs it.
-    pub(crate) fn run_client(self, target: Target, offered: Vec<String>) {
-        let opened = self.open_client(&target, &offered);
+    pub(crate) fn run_client(
+        self,
+        target: Target,
+        offered: Vec<String>,
+        headers: Vec<(String, String)>,
+    ) {
+        let opened = self.open_client(&target, &offered, &headers);
         self.run_opened(opened);
     }
 
     /// The chain of steps, up to a completed opening handshake.
-    fn open_client(&self, target: &Target, offered: &[String]) -> Result<Opened, OpenFailure> {
+    fn open_client(
+        &self,
+        target: &Target,
+        offered: &[String],
+        headers: &[(String, String)],
+    ) -> Result<Opened, OpenFailure> {
         let dial = || self.dial(target);
         let tcp = dial()?;
         // TLS and the HTTP upgrade together must finish within the timeout.
@@ -115,7 +126,7 @@ impl Session {
         } else {
             Transport::plain(tcp)
         };
-        self.upgrade(target, offered, transport, deadline)
+        self.upgrade(target, offered, headers, transport, deadline)
     }
 
     /// Step 1: a TCP connection to the server, registered so that `close()`
@@ -299,6 +310,7 @@ impl Session {
         &self,
         target: &Target,
         offered: &[String],
+        headers: &[(String, String)],
         transport: Transport,
         deadline: Instant,
     ) -> Result<Opened, OpenFailure> {
@@ -310,8 +322,13 @@ impl Session {
                 io::Error::other(e),
             )));
         }
-        let request =
-            handshake::client_request(&target.host_header, &target.resource, offered, nonce);
+        let request = handshake::client_request(
+            &target.host_header,
+            &target.resource,
+            offered,
+            headers,
+            nonce,
+        );
         if let Err(e) = conn.write_raw(&request.bytes) {
             return Err(OpenFailure::Io(handshake_io(
                 format!(
@@ -359,6 +376,10 @@ impl Session {
             conn,
             protocol: accepted.protocol.unwrap_or_default(),
             leftover,
+            response: Some(HandshakeResponse {
+                status: accepted.status,
+                headers: accepted.headers,
+            }),
         })
     }
 }

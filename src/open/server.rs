@@ -72,6 +72,7 @@ impl Session {
             conn,
             protocol: chosen.unwrap_or_default(),
             leftover,
+            response: None,
         })
     }
 

@@ -60,11 +60,14 @@ pub struct ClientRequest {
 ///
 /// `host` is the `Host` header value (with the port when it is not the
 /// scheme's default), `resource` the path and query (`/` at least), `nonce`
-/// 16 random bytes.
+/// 16 random bytes. `extra` are more headers (`Authorization`, `Cookie`,
+/// `Origin`, ...), written after the library's own in their order: check
+/// each with [`check_request_header`] first.
 pub fn client_request(
     host: &str,
     resource: &str,
     protocols: &[String],
+    extra: &[(String, String)],
     nonce: [u8; 16],
 ) -> ClientRequest {
     let key = BASE64.encode(nonce);
@@ -77,6 +80,12 @@ pub fn client_request(
         req.push_str(&protocols.join(", "));
         req.push_str("\r\n");
     }
+    for (name, value) in extra {
+        req.push_str(name);
+        req.push_str(": ");
+        req.push_str(value);
+        req.push_str("\r\n");
+    }
     req.push_str("\r\n");
     ClientRequest {
         key,
@@ -84,11 +93,88 @@ pub fn client_request(
     }
 }
 
+/// The headers of an upgrade request that the library writes itself: a
+/// request header of one of these names is refused by
+/// [`check_request_header`].
+pub const LIBRARY_REQUEST_HEADERS: [&str; 9] = [
+    "host",
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "content-length",
+    "transfer-encoding",
+];
+
+/// Why a request header cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The name is empty or not an HTTP token (RFC 9110 §5.1).
+    InvalidName,
+    /// The value holds CR, LF, NUL or another control character (RFC 9110
+    /// §5.5): it could end the header and inject others.
+    InvalidValue,
+    /// The library writes this header itself (`Host`, `Upgrade`,
+    /// `Sec-WebSocket-*`, ...); subprotocols go in `connect`'s list.
+    Reserved,
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeaderError::InvalidName => "the name is not an HTTP token",
+            HeaderError::InvalidValue => "the value holds a control character (CR, LF, NUL, ...)",
+            HeaderError::Reserved => "the library writes this header itself",
+        })
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+/// Checks a header an application adds to its upgrade request: a token
+/// for a name, a value without control characters (but tab), and none of
+/// the [`LIBRARY_REQUEST_HEADERS`].
+///
+/// ```
+/// use airws::proto::handshake::{check_request_header, HeaderError};
+/// assert_eq!(check_request_header("Authorization", "Bearer abc"), Ok(()));
+/// assert_eq!(
+///     check_request_header("X-A", "1\r\nX-B: 2"),
+///     Err(HeaderError::InvalidValue)
+/// );
+/// assert_eq!(check_request_header("Sec-WebSocket-Key", "x"), Err(HeaderError::Reserved));
+/// ```
+pub fn check_request_header(name: &str, value: &str) -> Result<(), HeaderError> {
+    let is_tchar = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(HeaderError::InvalidName);
+    }
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7F) {
+        return Err(HeaderError::InvalidValue);
+    }
+    if LIBRARY_REQUEST_HEADERS
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+    {
+        return Err(HeaderError::Reserved);
+    }
+    Ok(())
+}
+
 /// What a valid 101 response told the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Accepted {
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
+    /// The response's status code (101).
+    pub status: u16,
+    /// Every header of the response, in order, names as sent (values that
+    /// are not UTF-8 are decoded lossily).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Why the client rejects the server's response.
@@ -213,7 +299,23 @@ pub fn parse_response(
     if let Some(ext) = header_tokens(headers, "sec-websocket-extensions").first() {
         return Err(ResponseError::UnofferedExtension(ext.clone()));
     }
-    Ok(Some((Accepted { protocol }, len)))
+    let headers = headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    Ok(Some((
+        Accepted {
+            protocol,
+            status,
+            headers,
+        },
+        len,
+    )))
 }
 
 // ---------------------------------------------------------------- server side
@@ -501,18 +603,74 @@ mod tests {
     #[test]
     fn client_request_is_what_rfc_section_1_2_shows() {
         let nonce = *b"the sample nonce";
+        let extra = [
+            ("Authorization".to_owned(), "Bearer t0ken".to_owned()),
+            ("Origin".to_owned(), "http://example.com".to_owned()),
+        ];
         let req = client_request(
             "server.example.com",
             "/chat",
             &["chat".into(), "superchat".into()],
+            &extra,
             nonce,
         );
         assert_eq!(req.key, RFC_KEY);
+        let text = String::from_utf8(req.bytes.clone()).unwrap();
+        assert!(
+            text.ends_with("Authorization: Bearer t0ken\r\nOrigin: http://example.com\r\n\r\n"),
+            "{text}"
+        );
         let parsed = parse_request(&req.bytes, 8192).unwrap().unwrap();
         assert_eq!(parsed.1, req.bytes.len());
         assert_eq!(parsed.0.resource, "/chat");
         assert_eq!(parsed.0.host, "server.example.com");
         assert_eq!(parsed.0.protocols, vec!["chat", "superchat"]);
+    }
+
+    #[test]
+    fn request_headers_that_could_inject_or_collide_are_refused() {
+        for (name, value, want) in [
+            ("X-A", "1\r\nX-B: 2", HeaderError::InvalidValue),
+            ("X-A", "1\nX-B: 2", HeaderError::InvalidValue),
+            ("X-A", "a\0b", HeaderError::InvalidValue),
+            ("X-A", "a\x7fb", HeaderError::InvalidValue),
+            ("X-A\r\nX-B", "1", HeaderError::InvalidName),
+            ("X A", "1", HeaderError::InvalidName),
+            ("X:A", "1", HeaderError::InvalidName),
+            ("", "1", HeaderError::InvalidName),
+            ("host", "evil", HeaderError::Reserved),
+            ("Sec-WebSocket-Key", "x", HeaderError::Reserved),
+            ("SEC-WEBSOCKET-PROTOCOL", "chat", HeaderError::Reserved),
+            ("Connection", "close", HeaderError::Reserved),
+            ("Content-Length", "5", HeaderError::Reserved),
+        ] {
+            assert_eq!(
+                check_request_header(name, value),
+                Err(want),
+                "{name:?}: {value:?}"
+            );
+        }
+        for (name, value) in [
+            ("Authorization", "Basic dTpw"),
+            ("Cookie", "a=1; b=2"),
+            ("Origin", "https://example.com"),
+            ("User-Agent", "airws/0.1\ttest"),
+            ("X-Empty", ""),
+            ("X-Utf8", "héllo"),
+        ] {
+            assert_eq!(check_request_header(name, value), Ok(()), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn an_accepted_response_keeps_its_status_and_headers() {
+        let resp = response("Set-Cookie: session=1\r\n");
+        let (acc, _) = parse_response(&resp, RFC_KEY, &[], 8192).unwrap().unwrap();
+        assert_eq!(acc.status, 101);
+        assert!(acc
+            .headers
+            .iter()
+            .any(|(n, v)| n == "Set-Cookie" && v == "session=1"));
     }
 
     fn response(extra: &str) -> Vec<u8> {

@@ -1,6 +1,10 @@
 """Python `websockets` as a peer for tests/interop.rs (protocol: README.md).
 
-    py_peer.py server [--tls CERT KEY]   serve on 127.0.0.1:0, print "LISTENING <port>"
+    py_peer.py server [--tls CERT KEY] [--token TOKEN]
+                                         serve on 127.0.0.1:0, print "LISTENING <port>";
+                                         with --token, demand "Authorization: Bearer TOKEN"
+                                         (else 401), print "AUTH ok|refused" and
+                                         "COOKIE <Cookie or ->", answer with Set-Cookie
     py_peer.py client URL                run the client script against URL
 
 Both print one line per observation; the Rust test asserts on them, in
@@ -8,6 +12,7 @@ order. Every wait has a timeout, and the process ends by itself.
 """
 
 import hashlib
+from http import HTTPStatus
 import os
 import ssl
 import sys
@@ -121,11 +126,35 @@ def command(ws, cmd):
         ws.send("unknown command " + cmd)
 
 
+def token_check(token):
+    """process_request and process_response for a server that demands a
+    bearer token: 401 without it; the cookie it got is printed, and the
+    101 sets one."""
+
+    def process_request(connection, request):
+        if request.headers.get("Authorization") != "Bearer " + token:
+            say("AUTH", "refused")
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "a bearer token is needed\n")
+        say("AUTH", "ok")
+        say("COOKIE", request.headers.get("Cookie", "-"))
+        return None
+
+    def process_response(connection, request, response):
+        response.headers["Set-Cookie"] = "seen=1"
+        return None
+
+    return process_request, process_response
+
+
 def run_server(args):
     context = None
     if args[:1] == ["--tls"]:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args[1], args[2])
+        args = args[3:]
+    process_request = process_response = None
+    if args[:1] == ["--token"]:
+        process_request, process_response = token_check(args[1])
     with serve(
         handler,
         "127.0.0.1",
@@ -137,6 +166,8 @@ def run_server(args):
         close_timeout=WAIT,
         ping_interval=None,
         create_connection=Server,
+        process_request=process_request,
+        process_response=process_response,
     ) as server:
         say("LISTENING", server.socket.getsockname()[1])
         # The test kills the process when it is done; end anyway after a while.
