@@ -3,6 +3,7 @@
 use crate::limit::ConnectionLimit;
 use crate::proto::budget::MemoryBudget;
 use crate::proto::Role;
+use crate::proxy::Proxy;
 use crate::tls::ClientTls;
 use std::time::Duration;
 
@@ -69,6 +70,7 @@ pub(crate) struct Options {
     pub(crate) client_tls: ClientTls,
     pub(crate) memory_budget: MemoryBudget,
     pub(crate) connection_limit: ConnectionLimit,
+    pub(crate) proxy: Proxy,
 }
 
 impl Options {
@@ -90,6 +92,7 @@ impl Options {
             thread_stack_size: 512 << 10,
             memory_budget: MemoryBudget::process_default(),
             connection_limit: ConnectionLimit::process_default(),
+            proxy: Proxy::FromEnvironment,
             client_tls: ClientTls::default(),
         };
         match role {
@@ -279,6 +282,24 @@ impl Config {
     #[must_use]
     pub fn release_buffers_after(self, quiet: Duration) -> Self {
         self.set(|o| o.release_buffers_after = quiet)
+    }
+
+    /// How a client reaches its server: [`Proxy::FromEnvironment`] (the
+    /// default: `http_proxy`, `https_proxy`, `all_proxy`, `no_proxy`, as
+    /// Python's `requests` reads them), [`Proxy::None`], or an HTTP proxy
+    /// ([`Proxy::http`]). Through a proxy, the client asks it for a tunnel
+    /// (`CONNECT host:port`, the URL's host name unresolved), then runs TLS
+    /// (for `wss`, with the server's name for SNI and the certificate
+    /// checks) and the upgrade through it; the connect timeout covers the
+    /// connection to the proxy, the handshake timeout the tunnel's opening.
+    /// A proxy that refuses is an `ioError` carrying [`Error::Proxy`] with
+    /// its HTTP status. A client role option.
+    ///
+    /// [`Error::Proxy`]: crate::Error::Proxy
+    #[must_use]
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.client.proxy = proxy;
+        self
     }
 
     /// Set `TCP_NODELAY` on the socket (a message is a unit the peer waits

@@ -131,6 +131,16 @@ pub enum Error {
     /// The server refused the client's upgrade: its HTTP status, reason
     /// phrase and the start of its body.
     HandshakeRefused(UpgradeRefusal),
+    /// The HTTP proxy did not open the tunnel (AS3's `IOError`, an
+    /// `ioError`): it refused with an HTTP status (407: it wants
+    /// credentials), or it broke the exchange.
+    #[non_exhaustive]
+    Proxy {
+        /// The proxy's HTTP status, when it answered with one.
+        status: Option<u16>,
+        /// What happened, naming the proxy and the target.
+        message: String,
+    },
     /// `startServer` over the [`ConnectionLimit`](crate::ConnectionLimit):
     /// the client was answered 503 (AS3's `IOError`).
     #[non_exhaustive]
@@ -296,7 +306,8 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Protocol { .. }
             | Error::HandshakeRefused(_)
-            | Error::TooManyConnections { .. } => "IOError",
+            | Error::TooManyConnections { .. }
+            | Error::Proxy { .. } => "IOError",
         }
     }
 
@@ -365,6 +376,11 @@ impl fmt::Display for Message<'_> {
                 }
             }
             Error::Tls { message, .. } => f.write_str(message),
+            Error::Proxy { message, .. } => write!(
+                f,
+                "Error #{}: Socket Error. {message}",
+                IoErrorKind::Other.error_id()
+            ),
             Error::Protocol { code, message } => write!(
                 f,
                 "the peer broke the WebSocket protocol: {message} (close code {code})"

@@ -57,6 +57,7 @@ mod limit;
 mod message;
 mod open;
 pub mod proto;
+mod proxy;
 mod run;
 mod server_socket;
 mod session;
@@ -75,6 +76,7 @@ pub use event::{
 pub use limit::{ConnectionLimit, DEFAULT_CONNECTION_LIMIT};
 pub use message::MessageData;
 pub use proto::budget::{MemoryBudget, DEFAULT_BUDGET};
+pub use proxy::{HttpProxy, Proxy};
 pub use server_socket::ServerSocket;
 pub use tls::{ClientTls, ServerTls};
 pub use websocket::{HandshakeResponse, WeakWebSocket, WebSocket};

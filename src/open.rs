@@ -5,6 +5,7 @@
 mod client;
 mod failure;
 mod http_head;
+mod proxy;
 mod server;
 
 use crate::connection::Conn;

@@ -521,6 +521,14 @@ impl WebSocket {
             }
             offered.push((*p).to_owned());
         }
+        // Which proxy, if any: a bad one in the environment is the
+        // caller's error, before anything is sent.
+        let proxy = self
+            .shared()
+            .config
+            .for_role(Role::Client)
+            .proxy
+            .for_target(&target.host, target.tls)?;
         let mut headers = Vec::new();
         let session = self.begin_session("connect", Role::Client, |st| {
             st.protocol.clear();
@@ -538,7 +546,9 @@ impl WebSocket {
                 headers.push(("Authorization".to_owned(), format!("Basic {token}")));
             }
         }
-        self.spawn(session, move |s| s.run_client(target, offered, headers))
+        self.spawn(session, move |s| {
+            s.run_client(target, offered, headers, proxy)
+        })
     }
 
     /// Takes over an accepted socket and acts as its WebSocket server: reads

@@ -19,6 +19,7 @@ use crate::error::{Error, IoErrorKind, Timeout};
 use crate::event::{SecurityErrorEvent, UpgradeRefusal};
 use crate::proto::handshake;
 use crate::proto::Role;
+use crate::proxy::HttpProxy;
 use crate::session::Session;
 use crate::target::Target;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
@@ -87,12 +88,12 @@ fn refusal(
 const BODY_LINE_MAX: usize = 200;
 
 /// The host's addresses.
-fn resolve(t: &Target) -> Result<Vec<SocketAddr>, OpenFailure> {
-    match (t.host.as_str(), t.port).to_socket_addrs() {
+fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, OpenFailure> {
+    match (host, port).to_socket_addrs() {
         Ok(a) => Ok(a.collect()),
         Err(e) => Err(OpenFailure::Io(Error::io_kind(
             IoErrorKind::HostNotFound,
-            format!("Cannot resolve host '{}' (port {})", t.host, t.port),
+            format!("Cannot resolve host '{host}' (port {port})"),
             e,
         ))),
     }
@@ -105,8 +106,9 @@ impl Session {
         target: Target,
         offered: Vec<String>,
         headers: Vec<(String, String)>,
+        proxy: Option<HttpProxy>,
     ) {
-        let opened = self.open_client(&target, &offered, &headers);
+        let opened = self.open_client(&target, &offered, &headers, proxy.as_ref());
         self.run_opened(opened);
     }
 
@@ -116,8 +118,9 @@ impl Session {
         target: &Target,
         offered: &[String],
         headers: &[(String, String)],
+        proxy: Option<&HttpProxy>,
     ) -> Result<Opened, OpenFailure> {
-        let dial = || self.dial(target);
+        let dial = || self.dial(target, proxy);
         let tcp = dial()?;
         // TLS and the HTTP upgrade together must finish within the timeout.
         let deadline = Instant::now() + self.config().handshake_timeout;
@@ -129,11 +132,20 @@ impl Session {
         self.upgrade(target, offered, headers, transport, deadline)
     }
 
-    /// Step 1: a TCP connection to the server, registered so that `close()`
-    /// can abort it, with the handshake's socket options.
-    fn dial(&self, target: &Target) -> Result<Arc<TcpStream>, OpenFailure> {
-        let addrs = resolve(target)?;
-        let tcp = Arc::new(self.connect_tcp(target, &addrs)?);
+    /// Step 1: a TCP connection to the server, or a tunnel to it through
+    /// `proxy`, registered so that `close()` can abort it, with the
+    /// handshake's socket options.
+    fn dial(
+        &self,
+        target: &Target,
+        proxy: Option<&HttpProxy>,
+    ) -> Result<Arc<TcpStream>, OpenFailure> {
+        let (host, port) = match proxy {
+            Some(p) => (p.host.as_str(), p.port),
+            None => (target.host.as_str(), target.port),
+        };
+        let addrs = resolve(host, port)?;
+        let tcp = Arc::new(self.connect_tcp(host, port, &addrs)?);
         if !self.register_pending(&tcp) {
             return Err(OpenFailure::Aborted);
         }
@@ -143,11 +155,19 @@ impl Session {
                 e,
             )));
         }
+        if let Some(proxy) = proxy {
+            self.tunnel(&tcp, proxy, target)?;
+        }
         Ok(tcp)
     }
 
     /// Connects to the first of `addrs` that answers (`connect_timeout` each).
-    fn connect_tcp(&self, t: &Target, addrs: &[SocketAddr]) -> Result<TcpStream, OpenFailure> {
+    fn connect_tcp(
+        &self,
+        host: &str,
+        port: u16,
+        addrs: &[SocketAddr],
+    ) -> Result<TcpStream, OpenFailure> {
         let mut last = None;
         for addr in addrs {
             match TcpStream::connect_timeout(addr, self.config().connect_timeout) {
@@ -155,7 +175,7 @@ impl Session {
                 Err(e) => last = Some(e),
             }
         }
-        let context = format!("Cannot connect to {}:{}", t.host, t.port);
+        let context = format!("Cannot connect to {host}:{port}");
         Err(OpenFailure::Io(match last {
             Some(e) => Error::io_or_timeout(
                 context,
