@@ -78,7 +78,7 @@ pub use message::MessageData;
 pub use proto::budget::{MemoryBudget, DEFAULT_BUDGET};
 pub use proxy::{HttpProxy, Proxy};
 pub use server_socket::ServerSocket;
-pub use tls::{ClientTls, ServerTls};
+pub use tls::{ClientTls, ServerTls, TlsVersion};
 pub use websocket::{HandshakeResponse, WeakWebSocket, WebSocket};
 
 /// The code examples of `README.md`, compiled as doctests so that they keep

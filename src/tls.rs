@@ -47,9 +47,29 @@ pub struct ClientTls {
     identity: Option<native_tls::Identity>,
     accept_invalid_certs: bool,
     accept_invalid_hostnames: bool,
+    min_version: TlsVersion,
     /// The connector built from the settings above, on first use; every
     /// setter starts a new one.
     connector: Arc<OnceLock<native_tls::TlsConnector>>,
+}
+
+/// A TLS protocol version, for [`ClientTls::min_protocol_version`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246): the default minimum.
+    Tls12,
+    /// TLS 1.3 (RFC 8446).
+    Tls13,
+}
+
+impl TlsVersion {
+    fn protocol(self) -> native_tls::Protocol {
+        match self {
+            TlsVersion::Tls12 => native_tls::Protocol::Tlsv12,
+            TlsVersion::Tls13 => native_tls::Protocol::Tlsv13,
+        }
+    }
 }
 
 impl Default for ClientTls {
@@ -61,6 +81,7 @@ impl Default for ClientTls {
             identity: None,
             accept_invalid_certs: false,
             accept_invalid_hostnames: false,
+            min_version: TlsVersion::Tls12,
             connector: Arc::default(),
         }
     }
@@ -78,6 +99,7 @@ impl fmt::Debug for ClientTls {
                 "danger_accept_invalid_hostnames",
                 &self.accept_invalid_hostnames,
             )
+            .field("min_protocol_version", &self.min_version)
             .finish()
     }
 }
@@ -168,6 +190,15 @@ impl ClientTls {
         self.set(|t| t.accept_invalid_hostnames = accept)
     }
 
+    /// The oldest TLS version the client accepts. Default
+    /// [`TlsVersion::Tls12`] (TLS 1.0 and 1.1 are deprecated by RFC 8996);
+    /// [`TlsVersion::Tls13`] refuses servers that cannot speak 1.3. Kept by
+    /// the connection made after a `certificateError` and through a proxy.
+    #[must_use]
+    pub fn min_protocol_version(self, version: TlsVersion) -> Self {
+        self.set(|t| t.min_version = version)
+    }
+
     /// The same settings with the certificate and host name checks off: the
     /// retry after a certificate failure, which keeps the roots and the
     /// identity.
@@ -192,7 +223,8 @@ impl ClientTls {
         builder
             .disable_built_in_roots(!self.system_roots)
             .danger_accept_invalid_certs(self.accept_invalid_certs)
-            .danger_accept_invalid_hostnames(self.accept_invalid_hostnames);
+            .danger_accept_invalid_hostnames(self.accept_invalid_hostnames)
+            .min_protocol_version(Some(self.min_version.protocol()));
         for root in &self.roots {
             builder.add_root_certificate(root.clone());
         }
@@ -395,10 +427,12 @@ mod tests {
         assert!(tls.identity.is_none());
         assert!(!tls.accept_invalid_certs);
         assert!(!tls.accept_invalid_hostnames);
+        assert_eq!(tls.min_version, TlsVersion::Tls12);
         assert_eq!(
             format!("{tls:?}"),
             "ClientTls { root_certificates: 0, system_roots: true, identity: false, \
-             danger_accept_invalid_certs: false, danger_accept_invalid_hostnames: false }"
+             danger_accept_invalid_certs: false, danger_accept_invalid_hostnames: false, \
+             min_protocol_version: Tls12 }"
         );
     }
 
@@ -433,9 +467,15 @@ mod tests {
             .expect("CA")
             .system_roots(false)
             .identity_pem(CERT, KEY)
-            .expect("identity");
+            .expect("identity")
+            .min_protocol_version(TlsVersion::Tls13);
         let retry = tls.unverified();
         assert!(retry.accept_invalid_certs && retry.accept_invalid_hostnames);
+        assert_eq!(
+            retry.min_version,
+            TlsVersion::Tls13,
+            "the minimum version is kept"
+        );
         assert_eq!(retry.roots.len(), 1);
         assert!(!retry.system_roots);
         assert!(retry.identity.is_some(), "the client identity is kept");

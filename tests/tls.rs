@@ -875,3 +875,31 @@ mod client_certificates {
         assert_eq!(counts.seen(), 1);
     }
 }
+
+#[test]
+fn a_minimum_tls_version_refuses_an_older_server() {
+    // A server that speaks TLS 1.2 at most.
+    let identity =
+        native_tls::Identity::from_pkcs8(LOCALHOST_CERT, LOCALHOST_KEY).expect("test identity");
+    let acceptor = native_tls::TlsAcceptor::builder(identity)
+        .max_protocol_version(Some(native_tls::Protocol::Tlsv12))
+        .build()
+        .expect("TLS acceptor");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().expect("accept");
+        acceptor.accept(tcp).is_ok()
+    });
+    let tls = trusting_tls().min_protocol_version(airws::TlsVersion::Tls13);
+    let ws = WebSocket::with_config(Config::default().client_tls(tls));
+    let rx = record(&ws);
+    ws.connect(&wss_url("localhost", port), &[])
+        .expect("connect");
+    match next(&rx) {
+        Seen::Security(text) => assert!(text.contains("TLS handshake"), "{text}"),
+        other => panic!("expected a securityError, got {other:?}"),
+    }
+    assert!(!server.join().expect("the server"), "no TLS 1.2 session");
+    assert!(ws.wait_closed(WAIT));
+}
