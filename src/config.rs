@@ -172,8 +172,14 @@ impl Config {
         self.set(|o| o.max_handshake_size = bytes)
     }
 
-    /// How long a client's TCP connect may take, per address; when every
-    /// address fails, `ioError` follows. Default 10 s.
+    /// How long a client may take to find its host and reach it: name
+    /// resolution (on a thread of its own, since the system's resolver
+    /// cannot be interrupted) and the TCP connection together. A host's
+    /// addresses are tried as RFC 8305 (Happy Eyeballs) says: the families
+    /// interleaved, the next address 250 ms after the previous attempt
+    /// began (or at once when it failed), the first connection made
+    /// winning. When the host cannot be reached in time, `ioError` follows
+    /// ([`Timeout::Connect`](crate::Timeout::Connect)). Default 10 s.
     #[must_use]
     pub fn connect_timeout(self, timeout: Duration) -> Self {
         self.set(|o| o.connect_timeout = timeout)

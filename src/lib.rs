@@ -50,6 +50,7 @@
 mod config;
 mod connection;
 mod deadline;
+mod dial;
 mod dispatcher;
 mod error;
 mod event;

@@ -15,6 +15,7 @@ use super::failure::OpenFailure;
 use super::http_head::{read_head, read_line_after, HeadResult};
 use super::Opened;
 use crate::connection::Conn;
+use crate::dial::{self, DialError};
 use crate::error::{Error, IoErrorKind, Timeout};
 use crate::event::{SecurityErrorEvent, UpgradeRefusal};
 use crate::proto::handshake;
@@ -25,7 +26,7 @@ use crate::target::Target;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
 use crate::websocket::HandshakeResponse;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,18 +88,6 @@ fn refusal(
 /// The most of a refusal's body the application is given.
 const BODY_LINE_MAX: usize = 200;
 
-/// The host's addresses.
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, OpenFailure> {
-    match (host, port).to_socket_addrs() {
-        Ok(a) => Ok(a.collect()),
-        Err(e) => Err(OpenFailure::Io(Error::io_kind(
-            IoErrorKind::HostNotFound,
-            format!("Cannot resolve host '{host}' (port {port})"),
-            e,
-        ))),
-    }
-}
-
 impl Session {
     /// The connection's thread of a client: opens the connection, then runs it.
     pub(crate) fn run_client(
@@ -144,8 +133,13 @@ impl Session {
             Some(p) => (p.host.as_str(), p.port),
             None => (target.host.as_str(), target.port),
         };
-        let addrs = resolve(host, port)?;
-        let tcp = Arc::new(self.connect_tcp(host, port, &addrs)?);
+        // One deadline for finding the host and reaching it.
+        let deadline = Instant::now() + self.config().connect_timeout;
+        let addrs = dial::resolve_by(host, port, deadline, dial::system_resolver)
+            .map_err(|e| self.dial_failure(e, host, port))?;
+        let tcp = dial::connect_staggered(&addrs, deadline, dial::ATTEMPT_DELAY)
+            .map_err(|e| self.dial_failure(e, host, port))?;
+        let tcp = Arc::new(tcp);
         if !self.register_pending(&tcp) {
             return Err(OpenFailure::Aborted);
         }
@@ -161,34 +155,33 @@ impl Session {
         Ok(tcp)
     }
 
-    /// Connects to the first of `addrs` that answers (`connect_timeout` each).
-    fn connect_tcp(
-        &self,
-        host: &str,
-        port: u16,
-        addrs: &[SocketAddr],
-    ) -> Result<TcpStream, OpenFailure> {
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(addr, self.config().connect_timeout) {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
-            }
-        }
-        let context = format!("Cannot connect to {host}:{port}");
-        Err(OpenFailure::Io(match last {
-            Some(e) => Error::io_or_timeout(
-                context,
-                e,
-                Timeout::Connect,
-                Some(self.config().connect_timeout),
-            ),
-            None => Error::io_kind(
+    /// The opening's failure for a host that could not be found or
+    /// reached.
+    fn dial_failure(&self, e: DialError, host: &str, port: u16) -> OpenFailure {
+        let after = self.config().connect_timeout;
+        let resolving = format!("Cannot resolve host '{host}' (port {port})");
+        let connecting = format!("Cannot connect to {host}:{port}");
+        OpenFailure::Io(match e {
+            DialError::Resolve(e) => Error::io_kind(IoErrorKind::HostNotFound, resolving, e),
+            DialError::NoAddress => Error::io_kind(
                 IoErrorKind::HostNotFound,
-                context,
+                resolving,
                 io::Error::new(io::ErrorKind::NotFound, "the host has no address"),
             ),
-        }))
+            DialError::ResolveTimeout => Error::Timeout {
+                which: Timeout::Connect,
+                after,
+                context: resolving,
+            },
+            DialError::Connect(e) => {
+                Error::io_or_timeout(connecting, e, Timeout::Connect, Some(after))
+            }
+            DialError::ConnectTimeout => Error::Timeout {
+                which: Timeout::Connect,
+                after,
+                context: connecting,
+            },
+        })
     }
 
     /// Step 2 (wss): the TLS handshake over `tcp`, with certificate checks.
