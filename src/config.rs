@@ -71,6 +71,7 @@ pub(crate) struct Options {
     pub(crate) memory_budget: MemoryBudget,
     pub(crate) connection_limit: ConnectionLimit,
     pub(crate) proxy: Proxy,
+    pub(crate) max_redirects: u32,
 }
 
 impl Options {
@@ -93,6 +94,7 @@ impl Options {
             memory_budget: MemoryBudget::process_default(),
             connection_limit: ConnectionLimit::process_default(),
             proxy: Proxy::FromEnvironment,
+            max_redirects: 0,
             client_tls: ClientTls::default(),
         };
         match role {
@@ -305,6 +307,22 @@ impl Config {
     #[must_use]
     pub fn proxy(mut self, proxy: Proxy) -> Self {
         self.client.proxy = proxy;
+        self
+    }
+
+    /// How many redirects of the upgrade a client follows (301, 302, 303,
+    /// 307, 308 with a `Location`; `http`/`https` locations become
+    /// `ws`/`wss`). Default 0: a redirect is a refused upgrade, as in AIR;
+    /// 5 follows what a moved service needs. Never from `wss` to `ws`;
+    /// `Authorization` and `Cookie` are not sent to another host (or port)
+    /// than the first; a loop, or more redirects than this, ends the
+    /// connection with a `close` carrying [`Error::Redirect`] that lists
+    /// the chain. A client role option.
+    ///
+    /// [`Error::Redirect`]: crate::Error::Redirect
+    #[must_use]
+    pub fn max_redirects(mut self, max: u32) -> Self {
+        self.client.max_redirects = max;
         self
     }
 

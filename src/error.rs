@@ -141,6 +141,15 @@ pub enum Error {
         /// What happened, naming the proxy and the target.
         message: String,
     },
+    /// A redirect of the upgrade that is not followed (see
+    /// [`Config::max_redirects`](crate::Config::max_redirects)): a loop,
+    /// more redirects than allowed, one from `wss` to `ws`, or a `Location`
+    /// that is not a WebSocket URL.
+    #[non_exhaustive]
+    Redirect {
+        /// What was wrong, with the URLs of the chain.
+        message: String,
+    },
     /// `startServer` over the [`ConnectionLimit`](crate::ConnectionLimit):
     /// the client was answered 503 (AS3's `IOError`).
     #[non_exhaustive]
@@ -307,7 +316,8 @@ impl Error {
             | Error::Protocol { .. }
             | Error::HandshakeRefused(_)
             | Error::TooManyConnections { .. }
-            | Error::Proxy { .. } => "IOError",
+            | Error::Proxy { .. }
+            | Error::Redirect { .. } => "IOError",
         }
     }
 
@@ -375,7 +385,7 @@ impl fmt::Display for Message<'_> {
                     write!(f, "{context}: the {which} timeout ({after:?}) passed")
                 }
             }
-            Error::Tls { message, .. } => f.write_str(message),
+            Error::Tls { message, .. } | Error::Redirect { message } => f.write_str(message),
             Error::Proxy { message, .. } => write!(
                 f,
                 "Error #{}: Socket Error. {message}",

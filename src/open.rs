@@ -6,12 +6,14 @@ mod client;
 mod failure;
 mod http_head;
 mod proxy;
+mod redirect;
 mod server;
 
 use crate::connection::Conn;
 use crate::session::Session;
 use crate::websocket::HandshakeResponse;
 use failure::OpenFailure;
+pub(crate) use redirect::add_url_credentials;
 pub(crate) use server::refuse_unavailable;
 use std::sync::Arc;
 

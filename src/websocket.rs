@@ -19,8 +19,6 @@ use crate::proto::Role;
 use crate::session::Session;
 use crate::target::{is_token, Target};
 use crate::tls::ServerTls;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use std::fmt;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -537,15 +535,7 @@ impl WebSocket {
         })?;
         // Credentials in the URL, as browsers and curl send them, unless
         // the application set its own.
-        if let Some((user, password)) = &target.userinfo {
-            if !headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-            {
-                let token = BASE64.encode(format!("{user}:{password}"));
-                headers.push(("Authorization".to_owned(), format!("Basic {token}")));
-            }
-        }
+        open::add_url_credentials(&mut headers, &target);
         self.spawn(session, move |s| {
             s.run_client(target, offered, headers, proxy)
         })

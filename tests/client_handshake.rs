@@ -132,3 +132,128 @@ fn header_injection_attempts_are_argument_errors_and_none_of_it_is_sent() {
     assert_eq!(header(&head, "connection"), Some("Upgrade"));
     assert_eq!(head.matches("\r\n").count(), 7, "six headers: {head}");
 }
+
+// ------------------------------------------------------------ redirects
+
+/// A server that answers one upgrade request with `status` and
+/// `Location: location`; the thread returns the request head it got.
+fn redirector(status: u16, location: String) -> (RawServer, std::thread::JoinHandle<String>) {
+    let raw = RawServer::new();
+    let listener = raw.listener.try_clone().expect("clone");
+    let handle = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().expect("accept");
+        let head = read_head(&mut tcp);
+        let answer =
+            format!("HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+        use std::io::Write;
+        tcp.write_all(answer.as_bytes()).expect("answer");
+        head
+    });
+    (raw, handle)
+}
+
+/// What the `close` of a connection that did not open carried.
+fn closed_with(ws: &WebSocket) -> std::sync::mpsc::Receiver<(Option<u16>, String)> {
+    use airws::{Event, EventDispatcher};
+    let (tx, rx) = std::sync::mpsc::channel();
+    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
+        let _ = tx.send((e.upgrade_refusal().map(|r| r.status()), e.text().to_owned()));
+    });
+    rx
+}
+
+#[test]
+fn redirects_are_followed_when_asked_for_and_refused_otherwise() {
+    let server = EchoServer::start();
+    // Two hops, a relative one then an absolute http:// one.
+    let (second, second_head) = redirector(307, format!("http://127.0.0.1:{}/echo", server.port));
+    let (first, first_head) = redirector(302, format!("http://127.0.0.1:{}/hop", second.port));
+    let ws = WebSocket::with_config(airws::Config::default().max_redirects(5));
+    ws.set_request_header("Origin", "https://app.example")
+        .expect("valid");
+    let rx = record(&ws);
+    ws.connect(&first.url(), &[]).expect("connect");
+    assert_eq!(next(&rx), Seen::Connect);
+    ws.send_message(WebSocket::FMT_TEXT, "after two redirects")
+        .expect("send");
+    assert_eq!(next(&rx), Seen::Text("after two redirects".into()));
+    assert!(first_head
+        .join()
+        .expect("first")
+        .starts_with("GET / HTTP/1.1"));
+    let second_head = second_head.join().expect("second");
+    assert!(
+        second_head.starts_with("GET /hop HTTP/1.1"),
+        "{second_head}"
+    );
+    assert_eq!(header(&second_head, "origin"), Some("https://app.example"));
+    drop(ws);
+
+    // Not asked for: the redirect is a refused upgrade.
+    let (raw, _head) = redirector(302, format!("ws://127.0.0.1:{}/", server.port));
+    let ws = WebSocket::new();
+    let closes = closed_with(&ws);
+    ws.connect(&raw.url(), &[]).expect("connect");
+    let (status, _) = closes.recv_timeout(WAIT).expect("close");
+    assert_eq!(status, Some(302));
+}
+
+#[test]
+fn credentials_are_not_sent_to_another_host_after_a_redirect() {
+    // 127.0.0.1 sends the client to localhost: another host.
+    let (target, target_head) = redirector(404, "/".into());
+    let (first, first_head) = redirector(302, format!("ws://localhost:{}/", target.port));
+    let ws = WebSocket::with_config(airws::Config::default().max_redirects(2));
+    ws.set_request_header("Authorization", "Bearer t")
+        .expect("valid");
+    ws.set_request_header("Cookie", "a=1").expect("valid");
+    ws.set_request_header("User-Agent", "airws-test")
+        .expect("valid");
+    let closes = closed_with(&ws);
+    ws.connect(&first.url(), &[]).expect("connect");
+    let (status, _) = closes.recv_timeout(WAIT).expect("close");
+    assert_eq!(status, Some(404), "the last hop's answer");
+    let first_head = first_head.join().expect("first");
+    assert_eq!(header(&first_head, "authorization"), Some("Bearer t"));
+    let target_head = target_head.join().expect("target");
+    assert_eq!(header(&target_head, "authorization"), None, "{target_head}");
+    assert_eq!(header(&target_head, "cookie"), None, "{target_head}");
+    assert_eq!(header(&target_head, "user-agent"), Some("airws-test"));
+}
+
+#[test]
+fn a_redirect_loop_and_a_chain_too_long_are_named() {
+    // A sends to B, B back to A.
+    let a = RawServer::new();
+    let (b, _b_head) = redirector(302, format!("ws://127.0.0.1:{}/", a.port));
+    let a_listener = a.listener.try_clone().expect("clone");
+    let b_url = b.url();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut tcp, _) = a_listener.accept().expect("accept");
+        let _ = read_head(&mut tcp);
+        let answer =
+            format!("HTTP/1.1 301 Moved\r\nLocation: {b_url}\r\nContent-Length: 0\r\n\r\n");
+        tcp.write_all(answer.as_bytes()).expect("answer");
+    });
+    let ws = WebSocket::with_config(airws::Config::default().max_redirects(5));
+    let closes = closed_with(&ws);
+    ws.connect(&a.url(), &[]).expect("connect");
+    let (status, text) = closes.recv_timeout(WAIT).expect("close");
+    assert_eq!(status, None);
+    assert!(text.starts_with("a redirect loop: "), "{text}");
+    assert!(text.contains(&b.url()) && text.contains(&a.url()), "{text}");
+
+    // Two redirects with one allowed.
+    let server = EchoServer::start();
+    let (second, _h2) = redirector(302, server.url());
+    let (first, _h1) = redirector(302, second.url());
+    let ws = WebSocket::with_config(airws::Config::default().max_redirects(1));
+    let closes = closed_with(&ws);
+    ws.connect(&first.url(), &[]).expect("connect");
+    let (_, text) = closes.recv_timeout(WAIT).expect("close");
+    assert!(
+        text.starts_with("more redirects than the 1 allowed: "),
+        "{text}"
+    );
+}

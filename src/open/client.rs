@@ -13,6 +13,7 @@
 
 use super::failure::OpenFailure;
 use super::http_head::{read_head, read_line_after, HeadResult};
+use super::redirect;
 use super::Opened;
 use crate::connection::Conn;
 use crate::dial::{self, DialError};
@@ -97,8 +98,56 @@ impl Session {
         headers: Vec<(String, String)>,
         proxy: Option<HttpProxy>,
     ) {
-        let opened = self.open_client(&target, &offered, &headers, proxy.as_ref());
+        let opened = self.follow_redirects(target, &offered, headers, proxy);
         self.run_opened(opened);
+    }
+
+    /// Opens the connection, following redirects as the config allows.
+    fn follow_redirects(
+        &self,
+        mut target: Target,
+        offered: &[String],
+        mut headers: Vec<(String, String)>,
+        mut proxy: Option<HttpProxy>,
+    ) -> Result<Opened, OpenFailure> {
+        let max = self.config().max_redirects;
+        let first =
+            url::Url::parse(&target.url).map_or_else(|_| target.url.clone(), |u| u.to_string());
+        let mut chain = vec![first];
+        loop {
+            let opened = self.open_client(&target, offered, &headers, proxy.as_ref());
+            let Err(OpenFailure::Redirect(_, location)) = &opened else {
+                return opened;
+            };
+            let failed = |why: String, chain: &[String]| {
+                Err(OpenFailure::RedirectFailed(Error::Redirect {
+                    message: format!("{why}: {}", chain.join(" -> ")),
+                }))
+            };
+            let next = match redirect::next_hop(&target, location) {
+                Ok(next) => next,
+                Err(why) => {
+                    chain.push(location.clone());
+                    return failed(format!("the redirect is not followed, {why}"), &chain);
+                }
+            };
+            chain.push(next.url.clone());
+            if chain[..chain.len() - 1].contains(&next.url) {
+                return failed("a redirect loop".to_owned(), &chain);
+            }
+            if chain.len() - 1 > max as usize {
+                return failed(format!("more redirects than the {max} allowed"), &chain);
+            }
+            log::debug!("{}: redirected to {}", target.url, next.url);
+            headers = redirect::headers_for(&target, &next, &headers);
+            redirect::add_url_credentials(&mut headers, &next);
+            proxy = self
+                .config()
+                .proxy
+                .for_target(&next.host, next.tls)
+                .map_err(OpenFailure::RedirectFailed)?;
+            target = next;
+        }
     }
 
     /// The chain of steps, up to a completed opening handshake.
@@ -359,10 +408,21 @@ impl Session {
         let (accepted, leftover) = match head {
             HeadResult::Done(accepted, leftover) => (accepted, leftover),
             HeadResult::Invalid(e, mut bytes) => {
+                let location = match &e {
+                    handshake::ResponseError::Status { code, .. }
+                        if redirect::is_redirect(*code) && self.config().max_redirects > 0 =>
+                    {
+                        redirect::location(&bytes)
+                    }
+                    _ => None,
+                };
                 let refusal = refusal(&conn, &e, &mut bytes, deadline);
                 conn.transport.shutdown();
                 log::debug!("{}: refused: {refusal} ({e})", target.url);
-                return Err(OpenFailure::Refused(refusal));
+                return Err(match location {
+                    Some(location) => OpenFailure::Redirect(refusal, location),
+                    None => OpenFailure::Refused(refusal),
+                });
             }
             HeadResult::Eof => {
                 return Err(OpenFailure::Closed(

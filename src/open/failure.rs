@@ -33,6 +33,12 @@ pub(crate) enum OpenFailure {
     /// The server refused the upgrade: `close`, close reason 1006, carrying
     /// `Error::HandshakeRefused`.
     Refused(UpgradeRefusal),
+    /// The server redirected the client to `location`, and redirects are
+    /// followed: the next hop (a `Refused` when it reaches `fail`).
+    Redirect(UpgradeRefusal, String),
+    /// A redirect that cannot be followed (a loop, too many, TLS dropped):
+    /// `close`, close reason 1006, carrying `Error::Redirect`.
+    RedirectFailed(Error),
 }
 
 impl Session {
@@ -64,7 +70,11 @@ impl Session {
                 };
                 (Some(ABNORMAL), vec![close])
             }
-            OpenFailure::Refused(refusal) => {
+            OpenFailure::RedirectFailed(error) => {
+                log::debug!("{error}");
+                (Some(ABNORMAL), vec![Event::failed_close(error)])
+            }
+            OpenFailure::Refused(refusal) | OpenFailure::Redirect(refusal, _) => {
                 let error = Error::HandshakeRefused(refusal);
                 log::debug!("{error}");
                 (Some(ABNORMAL), vec![Event::failed_close(error)])
