@@ -2,6 +2,14 @@
 //! prints each text message received on its own line.
 //!
 //!     cargo run --example client ws://127.0.0.1:9001/
+//!     cargo run --example client -- -H 'Authorization: Bearer t' --proxy http://proxy:3128 wss://example.com/
+//!
+//! Options (`--help` lists them): `-H 'Name: value'` (repeatable) adds a
+//! header to the upgrade request; `--proxy URL` goes through that HTTP
+//! proxy (without it, the proxy the environment names: `http_proxy`,
+//! `https_proxy`, `all_proxy`, `no_proxy`); `--no-proxy` goes direct;
+//! `--ca PEM` trusts that CA; `-k`/`--insecure` accepts a certificate that
+//! fails the checks; `-s`/`--subprotocol P` (repeatable) offers P.
 //!
 //! When standard input ends it sends a close, still prints every message that
 //! arrives before the server's close reply, and exits. Binary messages are
@@ -12,17 +20,125 @@
 //! failed connection, a close with another code, a dropped link), with the
 //! reason on standard error; 2 for a bad command line.
 
-use airws::{Event, EventDispatcher, IOErrorEvent, SecurityErrorEvent, WebSocket, WebSocketEvent};
+use airws::{
+    ClientTls, Config, Event, EventDispatcher, IOErrorEvent, Proxy, SecurityErrorEvent, WebSocket,
+    WebSocketEvent,
+};
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
+const USAGE: &str = "usage: client [OPTIONS] ws://HOST:PORT/PATH
+
+  -H, --header 'NAME: VALUE'   add a header to the upgrade request (repeatable)
+  -s, --subprotocol P          offer subprotocol P (repeatable)
+      --proxy URL              connect through this HTTP proxy (http://[user:pass@]host:port)
+      --no-proxy               connect directly, whatever the environment says
+      --ca FILE                trust the CA certificates in this PEM file
+  -k, --insecure               accept a server certificate that fails the checks
+  -h, --help                   print this help
+
+Without --proxy, the proxy the environment names is used (http_proxy for ws://,
+https_proxy for wss://, all_proxy, no_proxy). Exit status: 0 after a close with
+1000 or 1005, 1 after any other ending, 2 for a bad command line.";
+
+/// The command line.
+#[derive(Default)]
+struct Options {
+    url: String,
+    headers: Vec<(String, String)>,
+    subprotocols: Vec<String>,
+    proxy: Option<Proxy>,
+    ca: Option<String>,
+    insecure: bool,
+}
+
+/// Parses the command line; `Err` is the message for a bad one.
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "-H" | "--header" => {
+                let h = value(arg)?;
+                let (name, v) = h
+                    .split_once(':')
+                    .ok_or_else(|| format!("header '{h}' is not 'Name: value'"))?;
+                o.headers
+                    .push((name.trim().to_owned(), v.trim().to_owned()));
+            }
+            "-s" | "--subprotocol" => o.subprotocols.push(value(arg)?),
+            "--proxy" => {
+                o.proxy = Some(Proxy::http(&value(arg)?).map_err(|e| e.to_string())?);
+            }
+            "--no-proxy" => o.proxy = Some(Proxy::None),
+            "--ca" => o.ca = Some(value(arg)?),
+            "-k" | "--insecure" => o.insecure = true,
+            a if a.starts_with('-') => return Err(format!("unknown option {a}")),
+            a if o.url.is_empty() => o.url = a.to_owned(),
+            a => return Err(format!("unexpected argument {a}")),
+        }
+    }
+    if o.url.is_empty() {
+        return Err("no URL".to_owned());
+    }
+    Ok(o)
+}
+
+/// The socket the options describe; `Err` for unusable ones.
+fn websocket(o: &Options) -> Result<WebSocket, String> {
+    let mut config = Config::default();
+    if let Some(proxy) = &o.proxy {
+        config = config.proxy(proxy.clone());
+    }
+    if let Some(path) = &o.ca {
+        let pem = std::fs::read(path).map_err(|e| format!("--ca {path}: {e}"))?;
+        let tls = ClientTls::new()
+            .add_root_certificate_pem(&pem)
+            .map_err(|e| e.to_string())?;
+        config = config.client_tls(tls);
+    }
+    let ws = WebSocket::with_config(config);
+    for (name, value) in &o.headers {
+        ws.set_request_header(name, value)
+            .map_err(|e| e.to_string())?;
+    }
+    if o.insecure {
+        // Asked on the command line: accept what the checks refused.
+        ws.add_event_listener(SecurityErrorEvent::CERTIFICATE_ERROR, |e: &Event| {
+            eprintln!("client: accepting it anyway (--insecure): {}", e.text());
+            e.prevent_default();
+        });
+    }
+    Ok(ws)
+}
+
 fn main() {
-    let Some(url) = std::env::args().nth(1) else {
-        eprintln!("usage: client ws://HOST:PORT/PATH");
-        std::process::exit(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("client: {e}\n\n{USAGE}");
+            std::process::exit(2);
+        }
     };
-    let ws = WebSocket::new();
+    let ws = match websocket(&options) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("client: {e}");
+            std::process::exit(2);
+        }
+    };
+    let url = options.url.clone();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
 
     let tx = ready_tx.clone();
@@ -37,14 +153,18 @@ fn main() {
         };
         let _ = out.flush();
     });
-    for kind in [
-        IOErrorEvent::IO_ERROR,
-        SecurityErrorEvent::SECURITY_ERROR,
-        SecurityErrorEvent::CERTIFICATE_ERROR,
-    ] {
+    for kind in [IOErrorEvent::IO_ERROR, SecurityErrorEvent::SECURITY_ERROR] {
         let tx = ready_tx.clone();
         ws.add_event_listener(kind, move |e: &Event| {
             let _ = tx.send(Err(e.text().to_owned()));
+        });
+    }
+    if !options.insecure {
+        let tx = ready_tx.clone();
+        ws.add_event_listener(SecurityErrorEvent::CERTIFICATE_ERROR, move |e: &Event| {
+            // Said here: the `close` that follows may end the process first.
+            eprintln!("client: {} (-k accepts it)", e.text());
+            let _ = tx.send(Err("the server's certificate was refused".to_owned()));
         });
     }
     ws.add_event_listener(Event::CLOSE, move |e: &Event| {
@@ -59,7 +179,8 @@ fn main() {
         std::process::exit(exit_status(reason));
     });
 
-    if let Err(e) = ws.connect(&url, &[]) {
+    let offered: Vec<&str> = options.subprotocols.iter().map(String::as_str).collect();
+    if let Err(e) = ws.connect(&url, &offered) {
         eprintln!("client: {e}");
         std::process::exit(2);
     }

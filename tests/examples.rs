@@ -176,3 +176,101 @@ fn air_port_runs_its_exchange_and_exits_zero() {
         assert!(stdout.lines().any(|l| l == line), "no {line:?} in {stdout}");
     }
 }
+
+#[test]
+fn client_prints_its_help_and_refuses_a_bad_command_line() {
+    let help = Command::new(example("client"))
+        .arg("--help")
+        .output()
+        .expect("run client");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in ["-H", "--proxy", "--ca", "--insecure", "--subprotocol"] {
+        assert!(text.contains(option), "{option} in: {text}");
+    }
+    for bad in [
+        &["--bogus", "ws://x/"][..],
+        &["-H", "no colon", "ws://x/"],
+        &[],
+    ] {
+        let out = Command::new(example("client"))
+            .args(bad)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run client");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
+fn client_sends_its_headers_and_subprotocols_and_reports_a_refusal() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().expect("accept");
+        let head = support::read_head(&mut tcp);
+        tcp.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 10\r\n\r\nbad token\n")
+            .expect("answer");
+        head
+    });
+    let out = Command::new(example("client"))
+        .args([
+            "-H",
+            "Authorization: Bearer t0ken",
+            "--header",
+            "X-Trace: 1",
+            "-s",
+            "chat",
+            "--no-proxy",
+            &format!("ws://127.0.0.1:{port}/"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run client");
+    let head = server.join().expect("the server");
+    assert_eq!(
+        support::header(&head, "authorization"),
+        Some("Bearer t0ken")
+    );
+    assert_eq!(support::header(&head, "x-trace"), Some("1"));
+    assert_eq!(
+        support::header(&head, "sec-websocket-protocol"),
+        Some("chat")
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HTTP 403 Forbidden: bad token"), "{stderr}");
+}
+
+#[test]
+fn client_trusts_a_ca_given_with_ca_and_accepts_any_certificate_with_k() {
+    let tls = airws::ServerTls::from_pem(
+        include_bytes!("tls/localhost.pem"),
+        include_bytes!("tls/localhost.key"),
+    )
+    .expect("the test identity");
+    let server = support::EchoServer::tls(tls);
+    let url = format!("wss://localhost:{}/", server.port);
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/ca.pem");
+    for args in [vec!["--ca", ca], vec!["-k"], vec![]] {
+        let mut client = Command::new(example("client"))
+            .args(&args)
+            .args(["--no-proxy", &url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start client");
+        writeln!(client.stdin.take().expect("stdin"), "over TLS").expect("a line");
+        let out = output_within_30_s(client, "client exits");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if args.is_empty() {
+            // Neither: the test CA is not trusted, and the client says how.
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains("-k accepts it"), "{stderr}");
+        } else {
+            assert!(out.status.success(), "{args:?}: {stderr}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "over TLS\n");
+        }
+    }
+}

@@ -354,3 +354,25 @@ fn proxy_environment_case() {
         .and_then(|p| p.parse().ok());
     connects_through(through, &host, tls);
 }
+
+#[test]
+fn the_client_example_goes_through_a_proxy() {
+    use std::io::Write;
+    let proxy = TinyProxy::start(None);
+    let server = EchoServer::start();
+    let mut client = Command::new(example("client"))
+        .args(["--proxy", &proxy.url(None), &server.url()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client example");
+    writeln!(client.stdin.take().expect("stdin"), "through a proxy").expect("a line");
+    let out = client.wait_with_output().expect("its output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through a proxy\n");
+}
