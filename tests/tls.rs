@@ -903,3 +903,38 @@ fn a_minimum_tls_version_refuses_an_older_server() {
     assert!(!server.join().expect("the server"), "no TLS 1.2 session");
     assert!(ws.wait_closed(WAIT));
 }
+
+#[test]
+fn a_redirect_from_wss_to_ws_is_not_followed() {
+    use std::io::BufRead;
+    let acceptor = localhost_acceptor();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let plain = EchoServer::start();
+    let location = plain.url();
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().expect("accept");
+        let mut tls = acceptor.accept(tcp).expect("TLS");
+        let mut reader = std::io::BufReader::new(&mut tls);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+            line.clear();
+        }
+        let answer =
+            format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+        tls.write_all(answer.as_bytes()).expect("answer");
+        let _ = tls.flush();
+    });
+    let ws = WebSocket::with_config(trusting_config().max_redirects(5));
+    let (tx, closes) = mpsc::channel();
+    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
+        let _ = tx.send(e.text().to_owned());
+    });
+    ws.connect(&wss_url("localhost", port), &[])
+        .expect("connect");
+    let text = closes.recv_timeout(WAIT).expect("close");
+    assert!(text.contains("from wss to ws"), "{text}");
+    server.join().expect("the server");
+    // The plain server never saw the client.
+    assert!(plain.events.try_recv().is_err());
+}
