@@ -72,6 +72,7 @@ pub(crate) struct Options {
     pub(crate) connection_limit: ConnectionLimit,
     pub(crate) proxy: Proxy,
     pub(crate) max_redirects: u32,
+    pub(crate) allowed_origins: Vec<String>,
 }
 
 impl Options {
@@ -95,6 +96,7 @@ impl Options {
             connection_limit: ConnectionLimit::process_default(),
             proxy: Proxy::FromEnvironment,
             max_redirects: 0,
+            allowed_origins: Vec::new(),
             client_tls: ClientTls::default(),
         };
         match role {
@@ -323,6 +325,31 @@ impl Config {
     #[must_use]
     pub fn max_redirects(mut self, max: u32) -> Self {
         self.client.max_redirects = max;
+        self
+    }
+
+    /// The origins whose web pages may open a WebSocket to this server
+    /// (`https://app.example`, scheme, host and port as the browser's
+    /// `Origin` header gives them, compared without regard to case): a
+    /// request with another `Origin` is answered `403 Forbidden` before any
+    /// listener sees it, so that a page elsewhere cannot use a visitor's
+    /// cookies on this server (cross-site WebSocket hijacking). A request
+    /// without `Origin` is allowed: browsers always send one, so it comes
+    /// from a program, which an origin check does not stop anyway. Default
+    /// empty: any origin. A server role option.
+    ///
+    /// ```
+    /// use airws::Config;
+    /// let config = Config::default().allowed_origins(["https://app.example"]);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.server.allowed_origins = origins.into_iter().map(Into::into).collect();
         self
     }
 

@@ -80,7 +80,7 @@ pub use proto::budget::{MemoryBudget, DEFAULT_BUDGET};
 pub use proxy::{HttpProxy, Proxy};
 pub use server_socket::ServerSocket;
 pub use tls::{ClientTls, ServerTls, TlsVersion};
-pub use websocket::{HandshakeResponse, WeakWebSocket, WebSocket};
+pub use websocket::{HandshakeRequest, HandshakeResponse, WeakWebSocket, WebSocket};
 
 /// The code examples of `README.md`, compiled as doctests so that they keep
 /// working when pasted.

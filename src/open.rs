@@ -11,7 +11,7 @@ mod server;
 
 use crate::connection::Conn;
 use crate::session::Session;
-use crate::websocket::HandshakeResponse;
+use crate::websocket::{HandshakeRequest, HandshakeResponse};
 use failure::OpenFailure;
 pub(crate) use redirect::add_url_credentials;
 pub(crate) use server::refuse_unavailable;
@@ -27,6 +27,8 @@ pub(crate) struct Opened {
     pub(crate) leftover: Vec<u8>,
     /// A client's: the server's 101 response.
     pub(crate) response: Option<HandshakeResponse>,
+    /// A server's: the client's request.
+    pub(crate) request: Option<HandshakeRequest>,
 }
 
 impl Session {
@@ -39,7 +41,8 @@ impl Session {
                 protocol,
                 leftover,
                 response,
-            }) => self.open_and_run(conn, protocol, leftover, response),
+                request,
+            }) => self.open_and_run(conn, protocol, leftover, response, request),
             Err(failure) => self.fail(failure),
         }
     }

@@ -8,7 +8,7 @@ use crate::event::{Event, EventTarget, IOErrorEvent, WebSocketEvent};
 use crate::proto::connection::{Ending, Failure};
 use crate::proto::receiver::Incoming;
 use crate::session::Session;
-use crate::websocket::{HandshakeResponse, Phase};
+use crate::websocket::{HandshakeRequest, HandshakeResponse, Phase};
 use std::io;
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ impl Session {
         protocol: String,
         leftover: Vec<u8>,
         response: Option<HandshakeResponse>,
+        request: Option<HandshakeRequest>,
     ) {
         let _ = conn.transport.socket().set_read_timeout(None);
         let _ = conn
@@ -34,6 +35,7 @@ impl Session {
             st.pending = None;
             st.protocol = protocol;
             st.response = response;
+            st.request = request;
         });
         if published.is_none() {
             conn.transport.shutdown();

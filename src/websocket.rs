@@ -63,6 +63,50 @@ pub(crate) struct State {
     /// A client's: the server's 101 response of the current or last
     /// connection.
     pub(crate) response: Option<HandshakeResponse>,
+    /// A server's: the client's upgrade request of the current or last
+    /// connection.
+    pub(crate) request: Option<HandshakeRequest>,
+}
+
+/// A client's upgrade request, as a server `WebSocket` accepted it: its
+/// path and query and its headers (`Origin`, `Cookie`, `Authorization`,
+/// ...). See [`WebSocket::handshake_request`]. Not in AIR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandshakeRequest {
+    pub(crate) resource: String,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl HandshakeRequest {
+    /// The request target as sent: the path and the query
+    /// (`/chat/room1?token=x`).
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The path, without the query (`/chat/room1`).
+    pub fn path(&self) -> &str {
+        self.resource.split('?').next().unwrap_or_default()
+    }
+
+    /// The query, without the `?` (`token=x`), if there is one.
+    pub fn query(&self) -> Option<&str> {
+        self.resource.split_once('?').map(|(_, q)| q)
+    }
+
+    /// Every header, in order, names as the client wrote them.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The first header named `name` (case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The server's answer to a client's upgrade: its status (101) and
@@ -351,6 +395,7 @@ impl WebSocket {
                         ending_listeners: None,
                         request_headers: Vec::new(),
                         response: None,
+                        request: None,
                     }),
                     ended: Condvar::new(),
                 }),
@@ -491,6 +536,24 @@ impl WebSocket {
         self.shared().state().response.clone()
     }
 
+    /// The client's upgrade request this server `WebSocket` accepted (path,
+    /// query, headers such as `Cookie`), once `connect` is dispatched; kept
+    /// after the connection ends, cleared by the next `start_server`.
+    /// `None` before, and for a client. Not in AIR.
+    ///
+    /// ```no_run
+    /// # use airws::{Event, EventDispatcher, WebSocket};
+    /// # let ws = WebSocket::new();
+    /// ws.add_event_listener(Event::CONNECT, |e: &Event| {
+    ///     if let Some(request) = e.target::<WebSocket>().and_then(|ws| ws.handshake_request()) {
+    ///         println!("room {} for {:?}", request.path(), request.header("cookie"));
+    ///     }
+    /// });
+    /// ```
+    pub fn handshake_request(&self) -> Option<HandshakeRequest> {
+        self.shared().state().request.clone()
+    }
+
     /// Connects to a `ws://` or `wss://` URL, offering `protocols`.
     ///
     /// Returns at once; the TCP connection, TLS and the handshake run on the
@@ -555,7 +618,7 @@ impl WebSocket {
         let Some(tcp) = socket.into() else {
             return Err(Error::argument("startServer: the socket is null"));
         };
-        let session = self.begin_session("startServer", Role::Server, |_| {})?;
+        let session = self.begin_session("startServer", Role::Server, |st| st.request = None)?;
         let tcp = Arc::new(tcp);
         let kept = tcp.clone();
         let slot = self.connection_slot(&session, &kept)?;
@@ -585,7 +648,7 @@ impl WebSocket {
             return Err(Error::argument("startServer: the socket is null"));
         };
         let tls = tls.clone();
-        let session = self.begin_session("startServer", Role::Server, |_| {})?;
+        let session = self.begin_session("startServer", Role::Server, |st| st.request = None)?;
         let tcp = Arc::new(tcp);
         let slot = self.connection_slot(&session, &tcp)?;
         self.spawn(session, move |s| {

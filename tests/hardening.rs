@@ -265,3 +265,66 @@ fn a_client_over_the_connection_limit_gets_503_until_a_place_frees() {
     let again = exchange(port, &format!("{UPGRADE}\r\n"));
     assert!(again.starts_with("HTTP/1.1 101 "), "{again}");
 }
+
+#[test]
+fn an_origin_not_on_the_allow_list_gets_403() {
+    let config = Config::default().allowed_origins(["https://app.example"]);
+    let (server, _started) = server_with(config);
+    let port = server.local_port();
+    let with = |origin: Option<&str>| {
+        let line = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+        exchange(port, &format!("{UPGRADE}{line}\r\n"))
+    };
+    for allowed in [
+        Some("https://app.example"),
+        Some("HTTPS://App.Example/"),
+        None,
+    ] {
+        let response = with(allowed);
+        assert!(
+            response.starts_with("HTTP/1.1 101 "),
+            "{allowed:?}: {response}"
+        );
+    }
+    for foreign in ["https://evil.example", "http://app.example", "null"] {
+        let response = with(Some(foreign));
+        assert!(
+            response.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+            "{foreign}: {response}"
+        );
+        assert!(response.contains("X-Content-Type-Options: nosniff\r\n"));
+    }
+}
+
+#[test]
+fn the_request_stays_readable_on_the_server_websocket() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let client = std::thread::spawn(move || {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        tcp.write_all(
+                "GET /rooms/7?token=abc HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\nCookie: session=42\r\nOrigin: https://app.example\r\n\r\n"
+            .as_bytes(),
+        )
+        .expect("request");
+        let head = read_head(&mut tcp);
+        (tcp, head)
+    });
+    let (socket, _) = listener.accept().expect("accept");
+    let ws = WebSocket::new();
+    assert!(ws.handshake_request().is_none());
+    let rx = record(&ws);
+    ws.start_server(socket).expect("start_server");
+    assert_eq!(next(&rx), Seen::Connect);
+    let (_tcp, head) = client.join().expect("the client");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let request = ws.handshake_request().expect("the request");
+    assert_eq!(request.resource(), "/rooms/7?token=abc");
+    assert_eq!(request.path(), "/rooms/7");
+    assert_eq!(request.query(), Some("token=abc"));
+    assert_eq!(request.header("COOKIE"), Some("session=42"));
+    assert_eq!(request.header("origin"), Some("https://app.example"));
+    assert!(request.headers().len() >= 7);
+}

@@ -453,6 +453,7 @@ impl Session {
                 status: accepted.status,
                 headers: accepted.headers,
             }),
+            request: None,
         })
     }
 }

@@ -16,6 +16,7 @@ use crate::proto::Role;
 use crate::session::Session;
 use crate::tls::ServerTls;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
+use crate::websocket::HandshakeRequest;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -53,6 +54,20 @@ impl Session {
         let transport = accept_tls(tcp, peer, tls, deadline)?;
         let conn = Arc::new(Conn::new(Role::Server, transport, self.settings()));
         let (request, leftover) = self.read_request(&conn, peer, deadline)?;
+        if let Some(origin) = self.foreign_origin(&request) {
+            log::debug!("{peer}: refused: origin {origin:?} is not allowed");
+            let _ = conn.write_raw(&handshake::http_response(
+                403,
+                "text/plain; charset=utf-8",
+                &[("X-Content-Type-Options", "nosniff")],
+                b"This origin may not open a WebSocket here.\n",
+            ));
+            linger(&conn);
+            return Err(OpenFailure::Closed(
+                format!("{peer}: origin {origin:?} is not allowed"),
+                None,
+            ));
+        }
         let Some(chosen) = self.with_current(|st| {
             (!st.protocol.is_empty() && request.protocols.contains(&st.protocol))
                 .then(|| st.protocol.clone())
@@ -73,6 +88,10 @@ impl Session {
             protocol: chosen.unwrap_or_default(),
             leftover,
             response: None,
+            request: Some(HandshakeRequest {
+                resource: request.resource,
+                headers: request.headers,
+            }),
         })
     }
 
@@ -145,6 +164,25 @@ impl Session {
 }
 
 impl Session {
+    /// The `Origin` of `request` when the config's allow-list does not
+    /// have it (no list: any origin; no `Origin`: not a browser, allowed).
+    fn foreign_origin(&self, request: &Request) -> Option<String> {
+        let allowed = &self.config().allowed_origins;
+        if allowed.is_empty() {
+            return None;
+        }
+        let origin = request
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("origin"))
+            .map(|(_, v)| v.trim())?;
+        let same = |a: &str| {
+            a.trim_end_matches('/')
+                .eq_ignore_ascii_case(origin.trim_end_matches('/'))
+        };
+        (!allowed.iter().any(|a| same(a))).then(|| origin.to_owned())
+    }
+
     /// An I/O error of the opening handshake: a timeout is the handshake
     /// timeout's.
     fn handshake_io(&self, context: String, e: io::Error) -> Error {

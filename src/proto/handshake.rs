@@ -331,6 +331,9 @@ pub struct Request {
     pub key: String,
     /// The subprotocols the client offered, in its order of preference.
     pub protocols: Vec<String>,
+    /// Every header of the request, in order, names as sent (values that
+    /// are not UTF-8 are decoded lossily).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Why the server rejects a request; each maps to an HTTP status.
@@ -507,6 +510,15 @@ pub fn parse_request(
             host: String::from_utf8_lossy(host).into_owned(),
             key: String::from_utf8_lossy(key).into_owned(),
             protocols: header_tokens(headers, "sec-websocket-protocol"),
+            headers: headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
         },
         len,
     )))
