@@ -23,7 +23,13 @@ fn output_within_30_s(child: Child, what: &str) -> std::process::Output {
 }
 
 fn start_echo_server() -> (Kill, String) {
+    start_echo_server_with(&[])
+}
+
+/// Starts the echo server with `args` on a free port.
+fn start_echo_server_with(args: &[&str]) -> (Kill, String) {
     let mut child = Command::new(example("echo_server"))
+        .args(args)
         .arg("127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -47,7 +53,7 @@ fn start_echo_server() -> (Kill, String) {
         .expect("an address")
         .to_owned();
     assert!(
-        url.starts_with("ws://127.0.0.1:"),
+        url.starts_with("ws://127.0.0.1:") || url.starts_with("wss://127.0.0.1:"),
         "unexpected first line: {line:?}"
     );
     (server, url)
@@ -273,4 +279,62 @@ fn client_trusts_a_ca_given_with_ca_and_accepts_any_certificate_with_k() {
             assert_eq!(String::from_utf8_lossy(&out.stdout), "over TLS\n");
         }
     }
+}
+
+#[test]
+fn echo_server_refuses_foreign_origins_and_serves_wss() {
+    // --origin: a page of another origin gets 403.
+    let (_server, url) = start_echo_server_with(&["--origin", "https://app.example"]);
+    let port: u16 = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    for (origin, status) in [
+        ("https://app.example", "101"),
+        ("https://evil.example", "403"),
+    ] {
+        let (_peer, head) = {
+            let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            tcp.write_all(
+                format!(
+                    "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                     Origin: {origin}\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .expect("request");
+            let head = support::read_head(&mut tcp);
+            (tcp, head)
+        };
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{origin}: {head}"
+        );
+    }
+    // --tls-cert and --tls-key: wss, which the client example reaches
+    // trusting the test CA.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/");
+    let cert = format!("{dir}localhost.pem");
+    let key = format!("{dir}localhost.key");
+    let (_tls_server, tls_url) = start_echo_server_with(&["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(tls_url.starts_with("wss://"), "{tls_url}");
+    let url = tls_url.replace("127.0.0.1", "localhost");
+    let mut client = Command::new(example("client"))
+        .args(["--ca", &format!("{dir}ca.pem"), "--no-proxy", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    writeln!(client.stdin.take().expect("stdin"), "secure echo").expect("a line");
+    let out = output_within_30_s(client, "client exits");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "secure echo\n");
 }
