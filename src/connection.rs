@@ -333,9 +333,10 @@ impl Conn {
             if let Err(e) = written {
                 log::debug!("write failed: {e}");
                 st.broken_take = st.takes_done;
-                // A partial frame cannot be continued: the reader sees the
-                // broken socket and ends the connection.
+                // A partial frame cannot be continued: the stream is
+                // broken, and the reader ends the connection.
                 st.broken = Some(e.kind());
+                st.proto.stream_failed();
                 self.transport.shutdown();
             }
         }
@@ -586,8 +587,8 @@ pub(crate) fn read_loop(
         // into.
         // (A deadline that has passed makes the read below time out at once.)
         if st.broken.is_some() {
-            // A write failed: nothing more is read, parsed or answered.
-            st.proto.stream_failed();
+            // A write failed (which ended the stream): nothing more is
+            // read, parsed or answered.
             return (st.proto.ending().unwrap_or(Ending::Broken), None);
         }
         if st.proto.has_transmit() {
@@ -633,8 +634,6 @@ pub(crate) fn read_loop(
             None => {}
         }
         match result {
-            // A failed write shut the socket down: the stream broke.
-            Ok(0) if st.broken.is_some() => st.proto.stream_failed(),
             Ok(0) => st.proto.receive_eof(),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {

@@ -451,11 +451,7 @@ impl Event {
     /// `httpRequest`: the first header named `name` (case-insensitively).
     pub fn http_header(&self, name: &str) -> Option<&str> {
         match &self.payload {
-            Payload::Http(h) => h
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str()),
+            Payload::Http(h) => crate::proto::handshake::find_header(&h.headers, name),
             _ => None,
         }
     }

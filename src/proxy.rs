@@ -2,8 +2,7 @@
 //! (`CONNECT`), given in the `Config` or read from the environment.
 
 use crate::error::Error;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
+use crate::target::{basic_authorization, url_credentials, url_host};
 use std::fmt;
 
 /// Whether and through which HTTP proxy a client connects (see
@@ -105,29 +104,13 @@ fn parse_proxy_url(url: &str, what: &str) -> Result<HttpProxy, Error> {
             parsed.scheme()
         )));
     }
-    let host = match parsed.host() {
-        Some(url::Host::Domain(d)) => d.to_owned(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        None => {
-            return Err(Error::argument(format!(
-                "{what}: no host in proxy URL '{url}'"
-            )))
-        }
+    let Some(host) = url_host(&parsed) else {
+        return Err(Error::argument(format!(
+            "{what}: no host in proxy URL '{url}'"
+        )));
     };
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let authorization = (!parsed.username().is_empty() || parsed.password().is_some()).then(|| {
-        let credentials = format!(
-            "{}:{}",
-            decode(parsed.username()),
-            decode(parsed.password().unwrap_or_default())
-        );
-        format!("Basic {}", BASE64.encode(credentials))
-    });
+    let authorization =
+        url_credentials(&parsed).map(|(user, password)| basic_authorization(&user, &password));
     Ok(HttpProxy {
         host,
         port: parsed.port_or_known_default().unwrap_or(80),
@@ -277,8 +260,8 @@ mod tests {
             panic!()
         };
         assert_eq!((p.host.as_str(), p.port), ("proxy.test", 3128));
-        let expected = format!("Basic {}", BASE64.encode("al ice:p@ss"));
-        assert_eq!(p.authorization.as_deref(), Some(expected.as_str()));
+        let expected = "Basic YWwgaWNlOnBAc3M=";
+        assert_eq!(p.authorization.as_deref(), Some(expected));
         assert!(
             !format!("{p:?}").contains("Basic"),
             "no credentials in Debug"

@@ -29,6 +29,37 @@ pub(crate) struct Target {
     pub(crate) userinfo: Option<(String, String)>,
 }
 
+/// A URL's host, without the brackets of an IPv6 address.
+pub(crate) fn url_host(parsed: &url::Url) -> Option<String> {
+    match parsed.host()? {
+        url::Host::Domain(d) => Some(d.to_owned()),
+        url::Host::Ipv4(ip) => Some(ip.to_string()),
+        url::Host::Ipv6(ip) => Some(ip.to_string()),
+    }
+}
+
+/// A URL's user name and password, percent-decoded, if it has either.
+pub(crate) fn url_credentials(parsed: &url::Url) -> Option<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    (!parsed.username().is_empty() || parsed.password().is_some()).then(|| {
+        (
+            decode(parsed.username()),
+            decode(parsed.password().unwrap_or_default()),
+        )
+    })
+}
+
+/// The value of a Basic `Authorization` (or `Proxy-Authorization`) header.
+pub(crate) fn basic_authorization(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
 /// `connect`'s `ArgumentError` for `url`.
 fn invalid(url: &str, message: String) -> Error {
     Error::InvalidUrl {
@@ -51,11 +82,8 @@ impl Target {
                 ));
             }
         };
-        let host = match parsed.host() {
-            Some(url::Host::Domain(d)) => d.to_owned(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(invalid(url, "no host".to_owned())),
+        let Some(host) = url_host(&parsed) else {
+            return Err(invalid(url, "no host".to_owned()));
         };
         let port = parsed
             .port_or_known_default()
@@ -73,17 +101,7 @@ impl Target {
             resource.push('?');
             resource.push_str(q);
         }
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let userinfo = (!parsed.username().is_empty() || parsed.password().is_some()).then(|| {
-            (
-                decode(parsed.username()),
-                decode(parsed.password().unwrap_or_default()),
-            )
-        });
+        let userinfo = url_credentials(&parsed);
         Ok(Target {
             url: url.to_owned(),
             host,

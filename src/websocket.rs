@@ -102,10 +102,7 @@ impl HandshakeRequest {
 
     /// The first header named `name` (case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        handshake::find_header(&self.headers, name)
     }
 }
 
@@ -132,10 +129,7 @@ impl HandshakeResponse {
 
     /// The first header named `name` (case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        handshake::find_header(&self.headers, name)
     }
 }
 

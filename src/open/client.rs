@@ -57,6 +57,7 @@ fn refusal(
         reason,
         head_len,
         content_length,
+        ..
     } = e
     else {
         // A 101 that is not a valid upgrade (a wrong accept key, ...), or
@@ -409,10 +410,10 @@ impl Session {
             HeadResult::Done(accepted, leftover) => (accepted, leftover),
             HeadResult::Invalid(e, mut bytes) => {
                 let location = match &e {
-                    handshake::ResponseError::Status { code, .. }
+                    handshake::ResponseError::Status { code, location, .. }
                         if redirect::is_redirect(*code) && self.config().max_redirects > 0 =>
                     {
-                        redirect::location(&bytes)
+                        location.clone()
                     }
                     _ => None,
                 };

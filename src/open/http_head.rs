@@ -3,7 +3,8 @@
 
 use crate::connection::Conn;
 use crate::deadline::DeadlineReader;
-use std::io;
+use std::io::{self, Read};
+use std::net::TcpStream;
 use std::time::Instant;
 
 /// What reading an HTTP head came to.
@@ -24,12 +25,47 @@ pub(crate) fn read_head<T, E>(
     deadline: Instant,
     parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
 ) -> HeadResult<T, E> {
-    let mut head = Vec::new();
     let mut reader = HeadReader::new(conn, deadline, 4096);
+    read_head_by(
+        |head| {
+            let n = reader.read()?;
+            head.extend_from_slice(&reader.buf[..n]);
+            Ok(n)
+        },
+        parse,
+    )
+}
+
+/// [`read_head`] straight from a socket that carries no TLS (a proxy's
+/// answer, before the tunnel is used), by `deadline`.
+pub(crate) fn read_head_plain<T, E>(
+    mut tcp: &TcpStream,
+    deadline: Instant,
+    parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
+) -> HeadResult<T, E> {
+    let mut reader = DeadlineReader::new(tcp, Some(deadline), None, "no answer in time");
+    let mut buf = [0u8; 1024];
+    read_head_by(
+        |head| {
+            let n = reader.read(|| tcp.read(&mut buf))?;
+            head.extend_from_slice(&buf[..n]);
+            Ok(n)
+        },
+        parse,
+    )
+}
+
+/// Calls `read` (which appends to the head and returns how much) and
+/// `parse` in turn until the head is complete.
+fn read_head_by<T, E>(
+    mut read: impl FnMut(&mut Vec<u8>) -> io::Result<usize>,
+    parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
+) -> HeadResult<T, E> {
+    let mut head = Vec::new();
     loop {
-        match reader.read() {
+        match read(&mut head) {
             Ok(0) => return HeadResult::Eof,
-            Ok(n) => head.extend_from_slice(&reader.buf[..n]),
+            Ok(_) => {}
             Err(e) => return HeadResult::Io(e),
         }
         match parse(&head) {

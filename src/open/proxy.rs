@@ -3,12 +3,12 @@
 //! connection.
 
 use super::failure::OpenFailure;
-use crate::deadline::DeadlineReader;
+use super::http_head::{read_head_plain, HeadResult};
 use crate::error::{Error, Timeout};
 use crate::proxy::HttpProxy;
 use crate::session::Session;
 use crate::target::Target;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
@@ -51,60 +51,44 @@ impl Session {
         tcp.write_all(request.as_bytes()).map_err(failed)?;
 
         let max = self.config().max_handshake_size;
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        let mut reader = DeadlineReader::new(
-            tcp,
-            Some(deadline),
-            None,
-            "the proxy did not answer in time",
-        );
-        let len = loop {
-            let n = reader.read(|| tcp.read(&mut buf)).map_err(failed)?;
-            if n == 0 {
+        let refused = |status, message: String| OpenFailure::Io(Error::Proxy { status, message });
+        let answer = read_head_plain(tcp, deadline, |head| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(head) {
+                Ok(httparse::Status::Complete(len)) => Ok(Some((
+                    (
+                        response.code.unwrap_or(0),
+                        response.reason.unwrap_or_default().to_owned(),
+                    ),
+                    len,
+                ))),
+                Ok(httparse::Status::Partial) if head.len() <= max => Ok(None),
+                Ok(httparse::Status::Partial) => {
+                    Err(format!("sent an answer longer than {max} bytes"))
+                }
+                Err(e) => Err(format!("did not answer in HTTP: {e}")),
+            }
+        });
+        match answer {
+            HeadResult::Done((code, reason), leftover) => {
+                if !(200..300).contains(&code) {
+                    let message = format!("{what} refused the tunnel: HTTP {code} {reason}");
+                    return Err(refused(Some(code), message.trim_end().to_owned()));
+                }
+                // The server speaks after the client: nothing may come yet.
+                if !leftover.is_empty() {
+                    return Err(refused(None, format!("{what} sent data after its answer")));
+                }
+            }
+            HeadResult::Invalid(why, _) => return Err(refused(None, format!("{what} {why}"))),
+            HeadResult::Eof => {
                 return Err(failed(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the proxy closed the connection",
-                )));
+                )))
             }
-            head.extend_from_slice(&buf[..n]);
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&head) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let code = response.code.unwrap_or(0);
-                    if !(200..300).contains(&code) {
-                        let reason = response.reason.unwrap_or_default();
-                        return Err(OpenFailure::Io(Error::Proxy {
-                            status: Some(code),
-                            message: format!("{what} refused the tunnel: HTTP {code} {reason}")
-                                .trim_end()
-                                .to_owned(),
-                        }));
-                    }
-                    break len;
-                }
-                Ok(httparse::Status::Partial) if head.len() <= max => {}
-                Ok(httparse::Status::Partial) => {
-                    return Err(OpenFailure::Io(Error::Proxy {
-                        status: None,
-                        message: format!("{what} sent an answer longer than {max} bytes"),
-                    }));
-                }
-                Err(e) => {
-                    return Err(OpenFailure::Io(Error::Proxy {
-                        status: None,
-                        message: format!("{what} did not answer in HTTP: {e}"),
-                    }));
-                }
-            }
-        };
-        // The server speaks after the client: nothing may come yet.
-        if head.len() > len {
-            return Err(OpenFailure::Io(Error::Proxy {
-                status: None,
-                message: format!("{what} sent data after its answer"),
-            }));
+            HeadResult::Io(e) => return Err(failed(e)),
         }
         log::debug!("tunnel open through {what}");
         Ok(())

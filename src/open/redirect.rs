@@ -1,26 +1,11 @@
 //! Redirects of a client's upgrade (opt-in, `Config::max_redirects`): where
 //! a 3xx answer sends the client, and what it may take along.
 
-use crate::target::Target;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
+use crate::target::{basic_authorization, Target};
 
 /// The statuses that redirect: 301, 302, 303, 307, 308.
 pub(crate) fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
-}
-
-/// The `Location` header of an HTTP response head, if it has one.
-pub(crate) fn location(head: &[u8]) -> Option<String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut response = httparse::Response::new(&mut headers);
-    response.parse(head).ok()?;
-    response
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("location"))
-        .and_then(|h| std::str::from_utf8(h.value).ok())
-        .map(|v| v.trim().to_owned())
 }
 
 /// Where `location` (absolute, or relative to `current`'s URL) sends a
@@ -82,8 +67,10 @@ pub(crate) fn add_url_credentials(headers: &mut Vec<(String, String)>, target: &
     {
         return;
     }
-    let token = BASE64.encode(format!("{user}:{password}"));
-    headers.push(("Authorization".to_owned(), format!("Basic {token}")));
+    headers.push((
+        "Authorization".to_owned(),
+        basic_authorization(user, password),
+    ));
 }
 
 #[cfg(test)]
@@ -142,10 +129,20 @@ mod tests {
     }
 
     #[test]
-    fn the_location_header_is_found_in_a_head() {
+    fn the_location_header_comes_with_a_refusal() {
         let head = b"HTTP/1.1 302 Found\r\nlocation: /next\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(location(head).as_deref(), Some("/next"));
-        assert_eq!(location(b"HTTP/1.1 302 Found\r\n\r\n"), None);
+        let e = crate::proto::handshake::parse_response(head, "k", &[], 8192).unwrap_err();
+        assert!(matches!(
+            e,
+            crate::proto::handshake::ResponseError::Status { code: 302, location: Some(l), .. } if l == "/next"
+        ));
+        let e =
+            crate::proto::handshake::parse_response(b"HTTP/1.1 302 Found\r\n\r\n", "k", &[], 8192)
+                .unwrap_err();
+        assert!(matches!(
+            e,
+            crate::proto::handshake::ResponseError::Status { location: None, .. }
+        ));
         assert!(is_redirect(307) && !is_redirect(304) && !is_redirect(300));
     }
 }

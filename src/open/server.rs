@@ -171,11 +171,7 @@ impl Session {
         if allowed.is_empty() {
             return None;
         }
-        let origin = request
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("origin"))
-            .map(|(_, v)| v.trim())?;
+        let origin = handshake::find_header(&request.headers, "origin")?.trim();
         let same = |a: &str| {
             a.trim_end_matches('/')
                 .eq_ignore_ascii_case(origin.trim_end_matches('/'))

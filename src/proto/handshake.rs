@@ -34,6 +34,29 @@ fn header<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> Option<&'h [u8
         .map(|h| h.value)
 }
 
+/// Headers as owned pairs, in order, names as sent (values that are not
+/// UTF-8 decoded lossily).
+fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The first value of the header `name` (case-insensitively) among owned
+/// pairs such as [`Request::headers`] or [`Accepted::headers`].
+pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// Every value of a repeatable header, split at commas and trimmed.
 fn header_tokens(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
     headers
@@ -194,6 +217,8 @@ pub enum ResponseError {
         head_len: usize,
         /// The head's `Content-Length`, if it has a valid one.
         content_length: Option<usize>,
+        /// The head's `Location` (where a redirect sends the client).
+        location: Option<String>,
     },
     /// `Upgrade: websocket` is missing.
     NoUpgrade,
@@ -274,6 +299,8 @@ pub fn parse_response(
             head_len: len,
             content_length: header(headers, "content-length")
                 .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok()),
+            location: header(headers, "location")
+                .and_then(|v| Some(std::str::from_utf8(v).ok()?.trim().to_owned())),
         });
     }
     if !header(headers, "upgrade").is_some_and(|v| has_token(v, "websocket")) {
@@ -299,15 +326,7 @@ pub fn parse_response(
     if let Some(ext) = header_tokens(headers, "sec-websocket-extensions").first() {
         return Err(ResponseError::UnofferedExtension(ext.clone()));
     }
-    let headers = headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_owned(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
+    let headers = owned_headers(headers);
     Ok(Some((
         Accepted {
             protocol,
@@ -452,15 +471,7 @@ pub fn parse_request(
         return Err(RequestError::NotUpgrade {
             method: method.to_owned(),
             resource: resource.to_owned(),
-            headers: headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: owned_headers(headers),
         });
     }
     if method != "GET" {
@@ -510,15 +521,7 @@ pub fn parse_request(
             host: String::from_utf8_lossy(host).into_owned(),
             key: String::from_utf8_lossy(key).into_owned(),
             protocols: header_tokens(headers, "sec-websocket-protocol"),
-            headers: headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: owned_headers(headers),
         },
         len,
     )))
@@ -730,6 +733,7 @@ mod tests {
                 reason: "Forbidden".into(),
                 head_len: refused.len(),
                 content_length: Some(0),
+                location: None,
             })
         );
         assert_eq!(
