@@ -121,6 +121,7 @@ impl ListenerRegistry {
             for entry in list.iter() {
                 let listener = &entry.listener;
                 if catch_unwind(AssertUnwindSafe(|| listener(event))).is_err() {
+                    event.set_panicked();
                     log::error!(
                         "a listener for '{}' panicked; the panic was caught",
                         event.event_type()

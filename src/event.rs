@@ -8,9 +8,10 @@
 //! [`EventType`]s, not strings: a misspelt one does not compile.
 
 use crate::error::Error;
+use crate::server_socket::AcceptedSocket;
+use crate::upgrade_event::UpgradeExchange;
 use std::any::Any;
 use std::fmt;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -133,13 +134,14 @@ impl PartialEq<EventType> for &str {
 }
 
 #[derive(Debug)]
-enum Payload {
+pub(crate) enum Payload {
     None,
     IoError { error_id: i32, text: String },
     Text(String),
     Message(Message),
-    Socket(Mutex<Option<TcpStream>>),
+    Socket(Mutex<Option<AcceptedSocket>>),
     Http(HttpExchange),
+    Upgrade(UpgradeExchange),
 }
 
 /// Why a server refused a client's upgrade: what the `close` event of a
@@ -205,16 +207,22 @@ impl fmt::Display for UpgradeRefusal {
     }
 }
 
+/// The request line and headers of an HTTP request a server received.
 #[derive(Debug)]
-struct HttpExchange {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
+pub(crate) struct HttpHead {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct HttpExchange {
+    head: HttpHead,
     response: Mutex<Option<Vec<u8>>>,
 }
 
 #[derive(Debug)]
-enum Message {
+pub(crate) enum Message {
     Text(String),
     Binary(Vec<u8>),
 }
@@ -243,7 +251,9 @@ pub struct Event {
     cancelable: bool,
     default_prevented: AtomicBool,
     stopped: AtomicBool,
-    payload: Payload,
+    /// A listener panicked during the dispatch.
+    panicked: AtomicBool,
+    pub(crate) payload: Payload,
     /// Why the connection failed, for the events that report it.
     error: Option<Box<Error>>,
     target: Mutex<Option<EventTarget>>,
@@ -266,12 +276,13 @@ impl Event {
         Event::with_payload(event_type.into(), cancelable, Payload::None)
     }
 
-    fn with_payload(event_type: EventType, cancelable: bool, payload: Payload) -> Event {
+    pub(crate) fn with_payload(event_type: EventType, cancelable: bool, payload: Payload) -> Event {
         Event {
             event_type,
             cancelable,
             default_prevented: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
             payload,
             error: None,
             target: Mutex::new(None),
@@ -323,6 +334,16 @@ impl Event {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Records that a listener panicked during the dispatch.
+    pub(crate) fn set_panicked(&self) {
+        self.panicked.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a listener panicked during a dispatch of this event.
+    pub(crate) fn panicked(&self) -> bool {
+        self.panicked.load(Ordering::SeqCst)
     }
 
     /// The object the event is about, when it is a `T` (for example
@@ -432,33 +453,49 @@ impl Event {
         }
     }
 
-    /// `httpRequest`: the request method (`"GET"`, ...); else "".
-    pub fn http_method(&self) -> &str {
+    /// The request of an `httpRequest` or `upgradeRequest` event.
+    fn http_head(&self) -> Option<&HttpHead> {
         match &self.payload {
-            Payload::Http(h) => &h.method,
-            _ => "",
-        }
-    }
-
-    /// `httpRequest`: the request target, path and query (`"/index.html?x=1"`); else "".
-    pub fn http_path(&self) -> &str {
-        match &self.payload {
-            Payload::Http(h) => &h.path,
-            _ => "",
-        }
-    }
-
-    /// `httpRequest`: the first header named `name` (case-insensitively).
-    pub fn http_header(&self, name: &str) -> Option<&str> {
-        match &self.payload {
-            Payload::Http(h) => crate::proto::handshake::find_header(&h.headers, name),
+            Payload::Http(h) => Some(&h.head),
+            Payload::Upgrade(u) => Some(u.head()),
             _ => None,
         }
     }
 
+    /// `httpRequest` and `upgradeRequest`: the request method (`"GET"`,
+    /// ...); else "".
+    pub fn http_method(&self) -> &str {
+        self.http_head().map_or("", |h| &h.method)
+    }
+
+    /// `httpRequest` and `upgradeRequest`: the request target, path and
+    /// query (`"/index.html?x=1"`); else "".
+    pub fn http_path(&self) -> &str {
+        self.http_head().map_or("", |h| &h.path)
+    }
+
+    /// `httpRequest` and `upgradeRequest`: the query of the request target,
+    /// without its `?` (`"x=1"` for `"/index.html?x=1"`), if it has one.
+    pub fn http_query(&self) -> Option<&str> {
+        self.http_head()?.path.split_once('?').map(|(_, q)| q)
+    }
+
+    /// `httpRequest` and `upgradeRequest`: the first header named `name`
+    /// (case-insensitively).
+    pub fn http_header(&self, name: &str) -> Option<&str> {
+        crate::proto::handshake::find_header(&self.http_head()?.headers, name)
+    }
+
+    /// `httpRequest` and `upgradeRequest`: every header of the request, in
+    /// order, names as sent; else empty.
+    pub fn http_headers(&self) -> &[(String, String)] {
+        self.http_head().map_or(&[], |h| &h.headers)
+    }
+
     /// `httpRequest`: answers the request with `status`, a `Content-Type` and
     /// a body, instead of the default 400 response. The last answer given wins.
-    /// Does nothing on other events.
+    /// Does nothing on other events (an `upgradeRequest` is refused with
+    /// [`refuse`](Self::refuse)).
     pub fn respond(&self, status: u16, content_type: &str, body: impl AsRef<[u8]>) {
         if let Payload::Http(h) = &self.payload {
             let bytes =
@@ -474,10 +511,11 @@ impl Event {
         }
     }
 
-    /// A `ServerSocket`'s `connect`: the accepted socket. The first call takes
-    /// it; later calls return `None`. Pass it to
-    /// [`WebSocket::start_server`](crate::WebSocket::start_server).
-    pub fn socket(&self) -> Option<TcpStream> {
+    /// A `ServerSocket`'s `connect`: the accepted socket, with the TLS
+    /// identity of a [`ServerSocket::with_tls`](crate::ServerSocket::with_tls)
+    /// server. The first call takes it; later calls return `None`. Pass it
+    /// to [`WebSocket::start_server`](crate::WebSocket::start_server).
+    pub fn socket(&self) -> Option<AcceptedSocket> {
         match &self.payload {
             Payload::Socket(s) => s.lock().unwrap_or_else(|p| p.into_inner()).take(),
             _ => None,
@@ -634,12 +672,13 @@ impl ServerSocketConnectEvent {
     /// [`Event::CONNECT`], as in AS3.
     pub const CONNECT: EventType = Event::CONNECT;
 
-    /// A `connect` event carrying an accepted socket.
-    pub fn create(socket: TcpStream) -> Event {
+    /// A `connect` event carrying an accepted socket (a `TcpStream`, or an
+    /// [`AcceptedSocket`] that carries a TLS identity too).
+    pub fn create(socket: impl Into<AcceptedSocket>) -> Event {
         Event::with_payload(
             ServerSocketConnectEvent::CONNECT,
             false,
-            Payload::Socket(Mutex::new(Some(socket))),
+            Payload::Socket(Mutex::new(Some(socket.into()))),
         )
     }
 }
@@ -674,9 +713,11 @@ impl HttpRequestEvent {
             HttpRequestEvent::REQUEST,
             false,
             Payload::Http(HttpExchange {
-                method: method.to_owned(),
-                path: path.to_owned(),
-                headers,
+                head: HttpHead {
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                    headers,
+                },
                 response: Mutex::new(None),
             }),
         )

@@ -42,7 +42,8 @@
 //!
 //! For `wss`, a client's TLS settings are a [`ClientTls`] given to
 //! [`Config::client_tls`], a server's a [`ServerTls`] given to
-//! [`WebSocket::start_server_tls`]; both wrap `native-tls`.
+//! [`ServerSocket::with_tls`] (or [`WebSocket::start_server_tls`]); both
+//! wrap `native-tls`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -65,6 +66,7 @@ mod session;
 mod target;
 mod tls;
 mod transport;
+mod upgrade_event;
 mod websocket;
 
 pub use config::{Config, MAX_MESSAGE_CEILING};
@@ -78,8 +80,9 @@ pub use limit::{ConnectionLimit, DEFAULT_CONNECTION_LIMIT};
 pub use message::MessageData;
 pub use proto::budget::{MemoryBudget, DEFAULT_BUDGET};
 pub use proxy::{HttpProxy, Proxy};
-pub use server_socket::ServerSocket;
+pub use server_socket::{AcceptedSocket, IntoAcceptedSocket, ServerSocket};
 pub use tls::{ClientTls, ServerTls, TlsVersion};
+pub use upgrade_event::UpgradeRequestEvent;
 pub use websocket::{HandshakeRequest, HandshakeResponse, WeakWebSocket, WebSocket};
 
 /// The code examples of `README.md`, compiled as doctests so that they keep

@@ -1,6 +1,7 @@
 //! Opening a connection, up to the end of the opening handshake: a client's
 //! in `client`, a server's in `server`, the HTTP head both read in
-//! `http_head`, and what a failed opening dispatches in `failure`.
+//! `http_head`, what a failed opening dispatches in `failure`, and the
+//! deadline of a server's `upgradeRequest` listeners in `watchdog`.
 
 mod client;
 mod failure;
@@ -8,6 +9,7 @@ mod http_head;
 mod proxy;
 mod redirect;
 mod server;
+mod watchdog;
 
 use crate::connection::Conn;
 use crate::session::Session;

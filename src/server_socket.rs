@@ -4,6 +4,7 @@
 use crate::dispatcher::{EventDispatcher, ListenerRegistry};
 use crate::error::Error;
 use crate::event::{Event, EventTarget, ServerSocketConnectEvent};
+use crate::tls::ServerTls;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,8 @@ struct Accepting {
 struct Shared {
     listeners: ListenerRegistry,
     state: Mutex<State>,
+    /// The identity every accepted connection speaks TLS with (wss).
+    tls: Option<ServerTls>,
 }
 
 impl Shared {
@@ -79,7 +82,9 @@ impl Drop for Handle {
 /// AIR's `ServerSocket`: binds a TCP port and dispatches a
 /// [`ServerSocketConnectEvent::CONNECT`] event for each accepted connection.
 /// The event's [`socket()`](Event::socket) goes to
-/// [`WebSocket::start_server`](crate::WebSocket::start_server).
+/// [`WebSocket::start_server`](crate::WebSocket::start_server). A server made
+/// with [`with_tls`](Self::with_tls) hands out sockets on which
+/// `start_server` speaks wss.
 ///
 /// Connections are accepted on a thread of the server's own; listeners run
 /// there. When the last handle is dropped, the server stops listening.
@@ -145,14 +150,56 @@ impl EventDispatcher for ServerSocket {
 impl ServerSocket {
     /// A new, unbound server socket.
     pub fn new() -> ServerSocket {
+        ServerSocket::make(None)
+    }
+
+    /// A new, unbound server socket for wss: each socket it accepts
+    /// carries `tls`, so that
+    /// [`WebSocket::start_server`](crate::WebSocket::start_server) runs a
+    /// TLS handshake with that identity first (within the
+    /// [`handshake_timeout`](crate::Config::handshake_timeout)). Not in AIR.
+    ///
+    /// ```no_run
+    /// use airws::{Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, ServerTls, WebSocket};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let tls = ServerTls::from_pem(
+    ///     &std::fs::read("cert.pem")?,
+    ///     &std::fs::read("key.pem")?,
+    /// )?;
+    /// let clients: Arc<Mutex<Vec<WebSocket>>> = Arc::default();
+    /// let server = ServerSocket::with_tls(tls);
+    /// let kept = clients.clone();
+    /// server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
+    ///     let ws = WebSocket::new();
+    ///     if ws.start_server(e.socket()).is_ok() {
+    ///         kept.lock().unwrap_or_else(|p| p.into_inner()).push(ws);
+    ///     }
+    /// });
+    /// server.bind(9443, "127.0.0.1")?;
+    /// server.listen()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_tls(tls: ServerTls) -> ServerSocket {
+        ServerSocket::make(Some(tls))
+    }
+
+    fn make(tls: Option<ServerTls>) -> ServerSocket {
         ServerSocket {
             handle: Arc::new(Handle {
                 shared: Arc::new(Shared {
                     listeners: ListenerRegistry::new(),
                     state: Mutex::new(State::default()),
+                    tls,
                 }),
             }),
         }
+    }
+
+    /// Whether the sockets this server accepts speak TLS (made with
+    /// [`with_tls`](Self::with_tls)). Not in AIR.
+    pub fn is_tls(&self) -> bool {
+        self.shared().tls.is_some()
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -262,7 +309,10 @@ fn accept_loop(
         match accepted {
             Ok((socket, peer)) => {
                 log::debug!("accepted a connection from {peer}");
-                let event = ServerSocketConnectEvent::create(socket);
+                let event = ServerSocketConnectEvent::create(AcceptedSocket {
+                    tcp: socket,
+                    tls: shared.tls.clone(),
+                });
                 let target = handle
                     .upgrade()
                     .map(|h| Arc::new(ServerSocket { handle: h }) as EventTarget);
@@ -277,5 +327,76 @@ fn accept_loop(
                 thread::sleep(Duration::from_millis(10));
             }
         }
+    }
+}
+
+/// A socket a [`ServerSocket`] accepted, as its `connect` event's
+/// [`socket()`](Event::socket) hands it out: the TCP connection, and the
+/// server's TLS identity when it serves wss. Give it to
+/// [`WebSocket::start_server`](crate::WebSocket::start_server). A
+/// `TcpStream` accepted otherwise converts into one without TLS.
+#[derive(Debug)]
+pub struct AcceptedSocket {
+    tcp: TcpStream,
+    tls: Option<ServerTls>,
+}
+
+impl AcceptedSocket {
+    /// An accepted TCP connection on which the server speaks TLS with
+    /// `tls`, or plain text without.
+    pub fn new(tcp: TcpStream, tls: Option<ServerTls>) -> AcceptedSocket {
+        AcceptedSocket { tcp, tls }
+    }
+
+    /// The TCP connection.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.peer_addr()
+    }
+
+    /// Whether the server speaks TLS on it.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The TCP connection and the TLS identity.
+    pub fn into_parts(self) -> (TcpStream, Option<ServerTls>) {
+        (self.tcp, self.tls)
+    }
+}
+
+impl From<TcpStream> for AcceptedSocket {
+    fn from(tcp: TcpStream) -> AcceptedSocket {
+        AcceptedSocket { tcp, tls: None }
+    }
+}
+
+/// What [`WebSocket::start_server`](crate::WebSocket::start_server) takes:
+/// an [`AcceptedSocket`] or a `TcpStream`, or an `Option` of either
+/// (`None` is AS3's null, an error).
+pub trait IntoAcceptedSocket {
+    /// The socket, or `None`.
+    fn into_accepted_socket(self) -> Option<AcceptedSocket>;
+}
+
+impl IntoAcceptedSocket for AcceptedSocket {
+    fn into_accepted_socket(self) -> Option<AcceptedSocket> {
+        Some(self)
+    }
+}
+
+impl IntoAcceptedSocket for TcpStream {
+    fn into_accepted_socket(self) -> Option<AcceptedSocket> {
+        Some(self.into())
+    }
+}
+
+impl<T: IntoAcceptedSocket> IntoAcceptedSocket for Option<T> {
+    fn into_accepted_socket(self) -> Option<AcceptedSocket> {
+        self.and_then(IntoAcceptedSocket::into_accepted_socket)
     }
 }

@@ -16,6 +16,7 @@ use crate::proto::close::{self, GOING_AWAY};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
 use crate::proto::handshake;
 use crate::proto::Role;
+use crate::server_socket::IntoAcceptedSocket;
 use crate::session::Session;
 use crate::target::{is_token, Target};
 use crate::tls::ServerTls;
@@ -598,26 +599,56 @@ impl WebSocket {
         })
     }
 
-    /// Takes over an accepted socket and acts as its WebSocket server: reads
-    /// the client's upgrade request, answers it (with the `protocol`
-    /// property when the client offered it) and dispatches `connect` when the
-    /// handshake is complete. A request that is not a valid upgrade gets an
-    /// HTTP error response, then the socket is closed and `close` is dispatched.
-    /// When the connection's thread cannot be started, the client gets
-    /// `503 Service Unavailable` and the call an [`Error::Io`].
+    /// Takes over an accepted socket and acts as its WebSocket server: runs
+    /// a TLS handshake first when the socket carries a TLS identity (from a
+    /// [`ServerSocket::with_tls`](crate::ServerSocket::with_tls) server),
+    /// reads the client's upgrade request, dispatches
+    /// [`upgradeRequest`](crate::UpgradeRequestEvent) to the listeners that
+    /// may refuse it, answers it (with the `protocol` property when the
+    /// client offered it, unless a listener chose) and dispatches `connect`
+    /// when the handshake is complete. A request that is not a valid upgrade
+    /// gets an HTTP error response, then the socket is closed and `close` is
+    /// dispatched. When the connection's thread cannot be started, the client
+    /// gets `503 Service Unavailable` and the call an [`Error::Io`].
+    ///
+    /// `socket` is the [`AcceptedSocket`](crate::AcceptedSocket) of a
+    /// `connect` event (`e.socket()`), or a `TcpStream` accepted otherwise.
     ///
     /// [`Error::InvalidArgument`] when `socket` is `None` (AS3's null),
     /// [`Error::AlreadyOpen`] when a connection is open or opening.
-    pub fn start_server(&self, socket: impl Into<Option<TcpStream>>) -> Result<(), Error> {
-        let Some(tcp) = socket.into() else {
+    pub fn start_server(&self, socket: impl IntoAcceptedSocket) -> Result<(), Error> {
+        let Some(socket) = socket.into_accepted_socket() else {
             return Err(Error::argument("startServer: the socket is null"));
         };
+        let (tcp, tls) = socket.into_parts();
+        self.start_server_with(tcp, tls)
+    }
+
+    /// Like [`start_server`](Self::start_server), for `wss` with `tls`'s
+    /// identity, whatever identity the socket carries. A handshake that
+    /// fails is a `securityError`, then `close` (1015).
+    ///
+    /// One [`ServerTls`] serves every connection of a server: its TLS
+    /// context is shared, not built again per connection.
+    pub fn start_server_tls(
+        &self,
+        socket: impl IntoAcceptedSocket,
+        tls: &ServerTls,
+    ) -> Result<(), Error> {
+        let Some(socket) = socket.into_accepted_socket() else {
+            return Err(Error::argument("startServer: the socket is null"));
+        };
+        let (tcp, _) = socket.into_parts();
+        self.start_server_with(tcp, Some(tls.clone()))
+    }
+
+    fn start_server_with(&self, tcp: TcpStream, tls: Option<ServerTls>) -> Result<(), Error> {
         let session = self.begin_session("startServer", Role::Server, |st| st.request = None)?;
         let tcp = Arc::new(tcp);
         let kept = tcp.clone();
         let slot = self.connection_slot(&session, &kept)?;
         let started = self.spawn(session, move |s| {
-            s.run_server(tcp, None);
+            s.run_server(tcp, tls);
             drop(slot);
         });
         if started.is_err() {
@@ -625,30 +656,6 @@ impl WebSocket {
             open::refuse_unavailable(&kept);
         }
         started
-    }
-
-    /// Like [`start_server`](Self::start_server), for `wss`: runs a TLS
-    /// handshake with `tls`'s identity first. A handshake that fails is a
-    /// `securityError`, then `close` (1015).
-    ///
-    /// One [`ServerTls`] serves every connection of a server: its TLS
-    /// context is shared, not built again per connection.
-    pub fn start_server_tls(
-        &self,
-        socket: impl Into<Option<TcpStream>>,
-        tls: &ServerTls,
-    ) -> Result<(), Error> {
-        let Some(tcp) = socket.into() else {
-            return Err(Error::argument("startServer: the socket is null"));
-        };
-        let tls = tls.clone();
-        let session = self.begin_session("startServer", Role::Server, |st| st.request = None)?;
-        let tcp = Arc::new(tcp);
-        let slot = self.connection_slot(&session, &tcp)?;
-        self.spawn(session, move |s| {
-            s.run_server(tcp, Some(tls));
-            drop(slot);
-        })
     }
 
     fn begin_session(

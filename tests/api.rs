@@ -569,7 +569,7 @@ fn start_server_accepts_header_names_in_any_case() {
 fn start_server_rejects_a_null_socket_and_a_second_start() {
     let ws = WebSocket::new();
     assert!(matches!(
-        ws.start_server(None),
+        ws.start_server(None::<TcpStream>),
         Err(Error::InvalidArgument { .. })
     ));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -32,19 +32,6 @@ fn server_with(config: Config) -> (ServerSocket, mpsc::Receiver<Result<(), Strin
     (server, rx)
 }
 
-/// Sends `request` and reads the response: its head, and the body its
-/// `Content-Length` announces.
-fn exchange(port: u16, request: &str) -> String {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
-    tcp.write_all(request.as_bytes()).expect("request");
-    let head = read_head(&mut tcp);
-    let length = header(&head, "content-length").map_or(0, |v| v.parse().expect("a length"));
-    let mut body = vec![0u8; length];
-    tcp.read_exact(&mut body).expect("the body");
-    head + &String::from_utf8_lossy(&body)
-}
-
 const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
                        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
                        Sec-WebSocket-Version: 13\r\n";

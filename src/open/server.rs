@@ -1,10 +1,13 @@
 //! Opening a server connection on an accepted socket: TLS (wss), the
-//! client's request, and the answer: 101, or an HTTP error response (from
-//! an `httpRequest` listener, 400, 426, 431, or 408 when the handshake
-//! timed out).
+//! client's request, the Origin check and the `upgradeRequest` listeners,
+//! and the answer: 101, or an HTTP error response (from an `httpRequest` or
+//! `upgradeRequest` listener; 403 for a foreign origin; 400, 426, 431; 408
+//! when the request did not arrive in time, 503 when the listeners did not
+//! decide in time).
 
 use super::failure::OpenFailure;
 use super::http_head::{read_head, HeadResult};
+use super::watchdog;
 use super::Opened;
 use crate::connection::Conn;
 use crate::deadline::DeadlineReader;
@@ -16,6 +19,7 @@ use crate::proto::Role;
 use crate::session::Session;
 use crate::tls::ServerTls;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
+use crate::upgrade_event::{Decision, Refusal, UpgradeRequestEvent};
 use crate::websocket::HandshakeRequest;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -68,15 +72,18 @@ impl Session {
                 None,
             ));
         }
-        let Some(chosen) = self.with_current(|st| {
+        let Some(default_protocol) = self.with_current(|st| {
             (!st.protocol.is_empty() && request.protocols.contains(&st.protocol))
                 .then(|| st.protocol.clone())
         }) else {
             conn.transport.shutdown();
             return Err(OpenFailure::Aborted);
         };
-        if let Err(e) = conn.write_raw(&handshake::accept_response(&request.key, chosen.as_deref()))
-        {
+        let decision = self.inspect(&conn, peer, &request, deadline)?;
+        let chosen = decision.protocol.unwrap_or(default_protocol);
+        let answer =
+            handshake::accept_response_with(&request.key, chosen.as_deref(), &decision.headers);
+        if let Err(e) = conn.write_raw(&answer) {
             conn.transport.shutdown();
             return Err(OpenFailure::Closed(
                 format!("{peer}: {e}"),
@@ -93,6 +100,98 @@ impl Session {
                 headers: request.headers,
             }),
         })
+    }
+
+    /// Dispatches `upgradeRequest` for a valid request, when it has
+    /// listeners, and returns their decision to accept it; a refusal is
+    /// answered here. The listeners have until `deadline`: past it the
+    /// watchdog answers 503 and the opening ends when they return.
+    fn inspect(
+        &self,
+        conn: &Arc<Conn>,
+        peer: &str,
+        request: &Request,
+        deadline: Instant,
+    ) -> Result<Decision, OpenFailure> {
+        if !self
+            .shared
+            .listeners
+            .has(UpgradeRequestEvent::UPGRADE_REQUEST)
+        {
+            return Ok(Decision::default());
+        }
+        let event = UpgradeRequestEvent::create(
+            "GET",
+            &request.resource,
+            request.headers.clone(),
+            request.protocols.clone(),
+        );
+        let late = conn.clone();
+        let late_peer = peer.to_owned();
+        let watch = watchdog::watch(deadline, move || {
+            log::debug!("{late_peer}: the upgradeRequest listeners did not decide in time");
+            let _ = late.write_raw(&handshake::http_response(
+                503,
+                "text/plain; charset=utf-8",
+                &[("X-Content-Type-Options", "nosniff")],
+                b"The server did not decide on this WebSocket request in time.\n",
+            ));
+            late.shutdown_write();
+        });
+        if self.still_connecting() {
+            self.dispatch(&event);
+        }
+        if watch.is_some_and(watchdog::Watch::disarm) {
+            conn.transport.shutdown();
+            let timeout = self.config().handshake_timeout;
+            return Err(OpenFailure::Closed(
+                format!("{peer}: the upgradeRequest listeners did not decide in time"),
+                Some(Error::Timeout {
+                    which: Timeout::Handshake,
+                    after: timeout,
+                    context: format!(
+                        "The upgradeRequest listeners for {peer} did not return in time"
+                    ),
+                }),
+            ));
+        }
+        if !self.still_connecting() {
+            conn.transport.shutdown();
+            return Err(OpenFailure::Aborted);
+        }
+        let decision = event.upgrade_decision();
+        let refusal = if event.panicked() {
+            Some(Refusal {
+                status: 500,
+                headers: Vec::new(),
+                body: b"The server failed while checking this WebSocket request.\n".to_vec(),
+            })
+        } else if decision.refusal.is_some() {
+            decision.refusal.clone()
+        } else if event.is_default_prevented() {
+            Some(Refusal {
+                status: 403,
+                headers: Vec::new(),
+                body: b"This WebSocket request is refused.\n".to_vec(),
+            })
+        } else {
+            None
+        };
+        let Some(refusal) = refusal else {
+            return Ok(decision);
+        };
+        let why = refusal.describe();
+        log::debug!("{peer}: refused by an upgradeRequest listener: {why}");
+        // A listener that panicked decided nothing: none of its headers go out.
+        let mut headers = if event.panicked() {
+            Vec::new()
+        } else {
+            decision.headers
+        };
+        headers.push(("X-Content-Type-Options".into(), "nosniff".into()));
+        let _ = conn.write_raw(&refusal.response(&headers));
+        linger(conn);
+        Err(OpenFailure::Closed(format!("{peer}: refused: {why}"), None))
     }
 
     /// Reads the client's request. One that is not a valid upgrade is

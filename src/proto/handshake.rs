@@ -171,6 +171,38 @@ impl std::error::Error for HeaderError {}
 /// assert_eq!(check_request_header("Sec-WebSocket-Key", "x"), Err(HeaderError::Reserved));
 /// ```
 pub fn check_request_header(name: &str, value: &str) -> Result<(), HeaderError> {
+    check_header(name, value, &LIBRARY_REQUEST_HEADERS)
+}
+
+/// The headers of a server's answer that the library writes itself: a
+/// response header of one of these names is refused by
+/// [`check_response_header`].
+pub const LIBRARY_RESPONSE_HEADERS: [&str; 7] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "content-length",
+    "transfer-encoding",
+];
+
+/// Checks a header a server adds to its answer to an upgrade request
+/// (`Set-Cookie`, `WWW-Authenticate`, ...): a token for a name, a value
+/// without control characters (but tab), and none of the
+/// [`LIBRARY_RESPONSE_HEADERS`].
+///
+/// ```
+/// use airws::proto::handshake::{check_response_header, HeaderError};
+/// assert_eq!(check_response_header("Set-Cookie", "id=1; HttpOnly"), Ok(()));
+/// assert_eq!(check_response_header("Set-Cookie", "a\nb"), Err(HeaderError::InvalidValue));
+/// assert_eq!(check_response_header("Sec-WebSocket-Accept", "x"), Err(HeaderError::Reserved));
+/// ```
+pub fn check_response_header(name: &str, value: &str) -> Result<(), HeaderError> {
+    check_header(name, value, &LIBRARY_RESPONSE_HEADERS)
+}
+
+fn check_header(name: &str, value: &str, reserved: &[&str]) -> Result<(), HeaderError> {
     let is_tchar = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
     if name.is_empty() || !name.bytes().all(is_tchar) {
         return Err(HeaderError::InvalidName);
@@ -178,10 +210,7 @@ pub fn check_request_header(name: &str, value: &str) -> Result<(), HeaderError> 
     if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7F) {
         return Err(HeaderError::InvalidValue);
     }
-    if LIBRARY_REQUEST_HEADERS
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(name))
-    {
+    if reserved.iter().any(|h| h.eq_ignore_ascii_case(name)) {
         return Err(HeaderError::Reserved);
     }
     Ok(())
@@ -589,14 +618,29 @@ pub fn http_response(
 
 /// The server's 101 response, with the chosen subprotocol if any.
 pub fn accept_response(key: &str, protocol: Option<&str>) -> Vec<u8> {
+    accept_response_with(key, protocol, &[])
+}
+
+/// The server's 101 response, with the chosen subprotocol if any and
+/// `extra` headers (checked by the caller with [`check_response_header`]).
+pub fn accept_response_with(
+    key: &str,
+    protocol: Option<&str>,
+    extra: &[(String, String)],
+) -> Vec<u8> {
     let mut resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {}\r\n",
         accept_key(key)
     );
-    if let Some(p) = protocol {
-        resp.push_str("Sec-WebSocket-Protocol: ");
-        resp.push_str(p);
+    let protocol = protocol.map(|p| ("Sec-WebSocket-Protocol", p));
+    for (name, value) in protocol
+        .into_iter()
+        .chain(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    {
+        resp.push_str(name);
+        resp.push_str(": ");
+        resp.push_str(value);
         resp.push_str("\r\n");
     }
     resp.push_str("\r\n");

@@ -461,6 +461,19 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// Sends `request` to `port` and reads the response: its head, and the body
+/// its `Content-Length` announces.
+pub fn exchange(port: u16, request: &str) -> String {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    tcp.write_all(request.as_bytes()).expect("request");
+    let head = read_head(&mut tcp);
+    let length = header(&head, "content-length").map_or(0, |v| v.parse().expect("a length"));
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).expect("the body");
+    head + &String::from_utf8_lossy(&body)
+}
+
 /// Opens a raw client connection to `port` and completes the handshake;
 /// returns the peer and the server's response head.
 pub fn raw_client(port: u16, extra_headers: &str) -> (RawPeer, String) {
@@ -666,7 +679,8 @@ impl EchoServer {
         EchoServer::serve(config, protocol, None)
     }
 
-    /// A wss echo server: each accepted socket runs TLS with `tls` first.
+    /// A wss echo server (`ServerSocket::with_tls`): each accepted socket
+    /// runs TLS with `tls` first.
     pub fn tls(tls: ServerTls) -> EchoServer {
         EchoServer::serve(Config::default, "", Some(tls))
     }
@@ -676,7 +690,10 @@ impl EchoServer {
         let tx = Arc::new(Mutex::new(tx));
         let sockets: Arc<Mutex<HashMap<u64, WebSocket>>> = Arc::default();
         let next_id = AtomicU64::new(0);
-        let server = ServerSocket::new();
+        let server = match &tls {
+            Some(tls) => ServerSocket::with_tls(tls.clone()),
+            None => ServerSocket::new(),
+        };
         let map = sockets.clone();
         server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
             let id = next_id.fetch_add(1, Ordering::Relaxed);
@@ -708,12 +725,7 @@ impl EchoServer {
             map.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id, ws.clone());
-            match &tls {
-                Some(tls) => ws
-                    .start_server_tls(e.socket(), tls)
-                    .expect("start_server_tls"),
-                None => ws.start_server(e.socket()).expect("start_server"),
-            }
+            ws.start_server(e.socket()).expect("start_server");
         });
         server.bind(0, "127.0.0.1").expect("bind");
         server.listen().expect("listen");
