@@ -146,7 +146,9 @@ pub(crate) enum Payload {
 
 /// Why a server refused a client's upgrade: what the `close` event of a
 /// refused opening carries ([`Event::upgrade_refusal`]), so that an
-/// application tells a 403 from a dropped link.
+/// application tells a 403 from a dropped link. A server `WebSocket`'s
+/// `close` event carries one too when it refused the request (a foreign
+/// `Origin`, an `upgradeRequest` listener): the answer it sent.
 ///
 /// ```
 /// # use airws::{Event, EventDispatcher, WebSocket};

@@ -3,7 +3,7 @@
 //! choose the subprotocol, add headers to the answer).
 
 use crate::error::Error;
-use crate::event::{Event, EventType, HttpHead, Payload};
+use crate::event::{Event, EventType, HttpHead, Payload, UpgradeRefusal};
 use crate::proto::handshake::{self, check_response_header};
 use std::sync::{Mutex, MutexGuard};
 
@@ -60,6 +60,23 @@ impl Refusal {
         handshake::http_response(self.status, &content_type, &rest, &self.body)
     }
 
+    /// The refusal as the server's `close` event carries it.
+    pub(crate) fn as_upgrade_refusal(&self) -> UpgradeRefusal {
+        let body = String::from_utf8_lossy(&self.body);
+        let first: String = body
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
+        UpgradeRefusal::new(
+            self.status,
+            handshake::reason_phrase(self.status).to_owned(),
+            first,
+        )
+    }
+
     /// The refusal as one log line: status, reason, and the body's first
     /// line (at most 120 characters).
     pub(crate) fn describe(&self) -> String {
@@ -103,7 +120,9 @@ impl Refusal {
 /// `503 Service Unavailable` and the connection's `close` follows (with
 /// [`Error::Timeout`]) once they do. A listener that panics refuses the
 /// request with `500 Internal Server Error`. A refusal is logged at
-/// `debug` level, with its status and the first line of its body.
+/// `debug` level, with its status and the first line of its body, and the
+/// server `WebSocket`'s `close` event carries it as
+/// [`Event::upgrade_refusal`] (in [`Error::HandshakeRefused`]).
 ///
 /// ```
 /// use airws::{Event, EventDispatcher, UpgradeRequestEvent, WebSocket};

@@ -22,7 +22,7 @@ mod support;
 
 use airws::{
     ClientTls, Config, Event, EventDispatcher, SecurityErrorEvent, ServerSocket,
-    ServerSocketConnectEvent, WebSocket, WebSocketEvent,
+    ServerSocketConnectEvent, ServerTls, UpgradeRequestEvent, WebSocket, WebSocketEvent,
 };
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -345,12 +345,16 @@ struct OurServer {
 
 impl OurServer {
     fn start() -> OurServer {
+        OurServer::start_with(ServerSocket::new())
+    }
+
+    /// With `server`: a `ServerSocket::with_tls` serves wss.
+    fn start_with(server: ServerSocket) -> OurServer {
         let (tx, events) = mpsc::channel::<(u64, Srv)>();
         let tx = Arc::new(Mutex::new(tx));
         let sockets: Arc<Mutex<Vec<WebSocket>>> = Arc::default();
         let kept = sockets.clone();
         let ids = AtomicU64::new(0);
-        let server = ServerSocket::new();
         server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
             let id = ids.fetch_add(1, Ordering::SeqCst);
             let report = {
@@ -433,8 +437,12 @@ impl Drop for OurServer {
 fn their_client_against_us(peer: Peer) {
     let server = OurServer::start();
     let url = format!("ws://127.0.0.1:{}/", server.port);
-    let mut client = PeerProcess::start(peer, &["client", &url]);
+    let client = PeerProcess::start(peer, &["client", &url]);
+    run_client_script(server, client);
+}
 
+/// The peer's client script (`tests/peers/README.md`) against our server.
+fn run_client_script(server: OurServer, mut client: PeerProcess) {
     // The peer offers `chat` and `superchat`; we answer `chat`.
     assert_eq!(client.expect("PROTOCOL"), "chat");
     assert_eq!(server.next(), (0, Srv::Connect("chat".into())));
@@ -498,6 +506,112 @@ fn python_websockets_client_against_our_server() {
 #[test]
 fn node_ws_client_against_our_server() {
     their_client_against_us(Peer::Node);
+}
+
+#[test]
+fn python_websockets_client_against_our_wss_server_socket() {
+    let tls = ServerTls::from_pem(
+        &std::fs::read(tls_file("localhost.pem")).expect("read"),
+        &std::fs::read(tls_file("localhost.key")).expect("read"),
+    )
+    .expect("the test identity");
+    let server = OurServer::start_with(ServerSocket::with_tls(tls));
+    let url = format!("wss://localhost:{}/", server.port);
+    let ca = tls_file("ca.pem");
+    let client = PeerProcess::start(Peer::Python, &["client", &url, "--ca", &ca]);
+    run_client_script(server, client);
+}
+
+/// What our server's `upgradeRequest` listener saw of each request.
+#[derive(Debug, PartialEq)]
+struct SeenRequest {
+    origin: Option<String>,
+    authorization: Option<String>,
+    cookie: Option<String>,
+    client: Option<String>,
+    path: String,
+}
+
+#[test]
+fn node_ws_client_is_refused_without_a_token_then_accepted_with_one_and_gets_a_cookie() {
+    let (tx, requests) = mpsc::channel::<SeenRequest>();
+    let tx = Mutex::new(tx);
+    let sockets: Arc<Mutex<Vec<WebSocket>>> = Arc::default();
+    let kept = sockets.clone();
+    let server = ServerSocket::new();
+    server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
+        let ws = WebSocket::with_config(Config::default().allowed_origins(["https://app.example"]));
+        ws.set_protocol("chat").expect("protocol");
+        let tx = Mutex::new(tx.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        ws.add_event_listener(UpgradeRequestEvent::UPGRADE_REQUEST, move |e: &Event| {
+            let h = |name: &str| e.http_header(name).map(str::to_owned);
+            let _ = tx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(SeenRequest {
+                    origin: h("origin"),
+                    authorization: h("authorization"),
+                    cookie: h("cookie"),
+                    client: h("x-client"),
+                    path: e.http_path().to_owned(),
+                });
+            if e.http_header("authorization") == Some("Bearer s3cret") {
+                e.add_response_header("Set-Cookie", "seen=1; HttpOnly")
+                    .expect("a valid header");
+            } else {
+                e.refuse(
+                    401,
+                    &[("WWW-Authenticate", "Bearer realm=\"airws\"")],
+                    "A token, please.\n",
+                )
+                .expect("a valid refusal");
+            }
+        });
+        ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
+            if let Some(ws) = e.target::<WebSocket>() {
+                let _ = ws.send_message(e.format(), e.data());
+            }
+        });
+        ws.start_server(e.socket()).expect("start_server");
+        kept.lock().unwrap_or_else(|p| p.into_inner()).push(ws);
+    });
+    server.bind(0, "127.0.0.1").expect("bind");
+    server.listen().expect("listen");
+    let url = format!("ws://127.0.0.1:{}/feed?room=7", server.local_port());
+    let mut client = PeerProcess::start(Peer::Node, &["auth-client", &url, "s3cret"]);
+
+    assert_eq!(client.expect("REFUSED"), "401 Bearer realm=\"airws\"");
+    assert_eq!(client.expect("BODY"), "A token, please.");
+    let first = requests.recv_timeout(PEER_WAIT).expect("the first request");
+    assert_eq!(
+        first,
+        SeenRequest {
+            origin: Some("https://app.example".into()),
+            authorization: None,
+            cookie: None,
+            client: Some("node-ws".into()),
+            path: "/feed?room=7".into(),
+        }
+    );
+    assert_eq!(client.expect("SETCOOKIE"), "seen=1; HttpOnly");
+    assert_eq!(client.expect("PROTOCOL"), "chat");
+    let second = requests
+        .recv_timeout(PEER_WAIT)
+        .expect("the second request");
+    assert_eq!(second.authorization.as_deref(), Some("Bearer s3cret"));
+    assert_eq!(second.cookie.as_deref(), Some("session=42"));
+    assert_eq!(client.expect("ECHO"), "with a token ✓");
+    assert_eq!(client.expect("DONE"), "");
+    client.finish();
+    let second = sockets.lock().unwrap_or_else(|p| p.into_inner())[1].clone();
+    assert!(second.wait_closed(PEER_WAIT));
+    assert_eq!(second.close_reason(), 1000);
+    let request = second
+        .handshake_request()
+        .expect("the request stays readable");
+    assert_eq!(request.path(), "/feed");
+    assert_eq!(request.query(), Some("room=7"));
+    server.close();
 }
 
 // ------------------------------------------------------------ wss with the Python peer

@@ -41,6 +41,8 @@ enum Report {
         header_count: usize,
     },
     Connect(String),
+    /// `close` carrying the refusal this server answered with.
+    Refused(u16, String),
     Close(Option<String>),
 }
 
@@ -88,7 +90,10 @@ fn server(
             ));
         });
         ws.add_event_listener(Event::CLOSE, move |e: &Event| {
-            send(Report::Close(e.error().map(|e| format!("{e:?}"))));
+            send(match e.upgrade_refusal() {
+                Some(r) => Report::Refused(r.status(), r.body().to_owned()),
+                None => Report::Close(e.error().map(|e| format!("{e:?}"))),
+            });
         });
         ws.start_server(e.socket()).expect("start_server");
         std::mem::forget(ws);
@@ -166,7 +171,10 @@ fn a_listener_refuses_with_401_then_accepts_a_token_with_a_cookie_and_a_subproto
         }
         other => panic!("expected the request, got {other:?}"),
     }
-    assert!(matches!(report(&rx), Report::Close(None)));
+    match report(&rx) {
+        Report::Refused(401, body) => assert_eq!(body, "A token, please."),
+        other => panic!("expected the refusal, got {other:?}"),
+    }
 
     let accepted = exchange(
         port,
@@ -206,7 +214,7 @@ fn prevent_default_alone_refuses_with_403_and_a_listener_may_choose_no_subprotoc
         "{refused}"
     );
     assert!(matches!(report(&rx), Report::Request { .. }));
-    assert!(matches!(report(&rx), Report::Close(None)));
+    assert!(matches!(report(&rx), Report::Refused(403, _)));
     let accepted = exchange(port, &upgrade("/", "Sec-WebSocket-Protocol: chat\r\n"));
     assert!(accepted.starts_with("HTTP/1.1 101 "), "{accepted}");
     assert_eq!(header(&accepted, "sec-websocket-protocol"), None);
@@ -231,10 +239,10 @@ fn the_origin_allow_list_is_checked_before_any_listener() {
     let port = server.local_port();
     let refused = exchange(port, &upgrade("/", "Origin: https://evil.example\r\n"));
     assert!(refused.starts_with("HTTP/1.1 403 "), "{refused}");
-    assert!(
-        matches!(report(&rx), Report::Close(None)),
-        "no upgradeRequest for a foreign origin"
-    );
+    match report(&rx) {
+        Report::Refused(403, body) => assert!(body.contains("evil.example"), "{body}"),
+        other => panic!("no upgradeRequest for a foreign origin: {other:?}"),
+    }
     let accepted = exchange(port, &upgrade("/", "Origin: https://app.example\r\n"));
     assert!(accepted.starts_with("HTTP/1.1 101 "), "{accepted}");
     assert!(matches!(report(&rx), Report::Request { .. }));
@@ -256,7 +264,7 @@ fn a_panicking_listener_refuses_with_500() {
     );
     assert_eq!(header(&refused, "set-cookie"), None, "{refused}");
     assert!(matches!(report(&rx), Report::Request { .. }));
-    assert!(matches!(report(&rx), Report::Close(None)));
+    assert!(matches!(report(&rx), Report::Refused(500, _)));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use super::Opened;
 use crate::connection::Conn;
 use crate::deadline::DeadlineReader;
 use crate::error::{Error, Timeout};
-use crate::event::HttpRequestEvent;
+use crate::event::{HttpRequestEvent, UpgradeRefusal};
 use crate::proto::close::PROTOCOL_ERROR;
 use crate::proto::handshake::{self, Request};
 use crate::proto::Role;
@@ -67,10 +67,11 @@ impl Session {
                 b"This origin may not open a WebSocket here.\n",
             ));
             linger(&conn);
-            return Err(OpenFailure::Closed(
-                format!("{peer}: origin {origin:?} is not allowed"),
-                None,
-            ));
+            return Err(OpenFailure::Refused(UpgradeRefusal::new(
+                403,
+                handshake::reason_phrase(403).to_owned(),
+                format!("the origin {origin:?} is not allowed"),
+            )));
         }
         let Some(default_protocol) = self.with_current(|st| {
             (!st.protocol.is_empty() && request.protocols.contains(&st.protocol))
@@ -191,7 +192,7 @@ impl Session {
         headers.push(("X-Content-Type-Options".into(), "nosniff".into()));
         let _ = conn.write_raw(&refusal.response(&headers));
         linger(conn);
-        Err(OpenFailure::Closed(format!("{peer}: refused: {why}"), None))
+        Err(OpenFailure::Refused(refusal.as_upgrade_refusal()))
     }
 
     /// Reads the client's request. One that is not a valid upgrade is

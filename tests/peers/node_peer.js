@@ -2,6 +2,9 @@
 //
 //   node node_peer.js server       serve on 127.0.0.1:0, print "LISTENING <port>"
 //   node node_peer.js client URL   run the client script against URL
+//   node node_peer.js auth-client URL TOKEN
+//                                  connect without a token (expect a refusal),
+//                                  then with it and a cookie (expect Set-Cookie)
 //
 // Both print one line per observation; the Rust test asserts on them, in
 // order. Every wait has a timeout, and the process ends by itself.
@@ -207,10 +210,66 @@ async function runClient(url) {
   process.exit(0);
 }
 
-const [mode, url] = process.argv.slice(2);
+// ------------------------------------------------------------------ auth client
+
+// Connects with `options`; resolves with the refusal ('REFUSED <status>
+// <WWW-Authenticate or ->') or, once open, with the socket.
+function attempt(url, options, name) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => fail(name, 'timeout'), WAIT);
+    const ws = new WebSocket(url, ['chat'], options);
+    ws.on('unexpected-response', (req, res) => {
+      clearTimeout(timer);
+      let body = '';
+      res.on('data', (chunk) => { body += chunk; });
+      res.on('end', () => {
+        say('REFUSED', res.statusCode, res.headers['www-authenticate'] || '-');
+        say('BODY', body.split('\n')[0] || '-');
+        req.destroy();
+        resolve(null);
+      });
+    });
+    ws.on('upgrade', (res) => {
+      const cookies = res.headers['set-cookie'] || [];
+      say('SETCOOKIE', cookies.join(' | ') || '-');
+    });
+    ws.on('open', () => {
+      clearTimeout(timer);
+      resolve(ws);
+    });
+    ws.on('error', (e) => {
+      // The refusal is reported by 'unexpected-response'; any other error fails.
+      if (!/Unexpected server response/.test(e.message)) fail(name, e.message);
+    });
+  });
+}
+
+async function runAuthClient(url, token) {
+  const origin = 'https://app.example';
+  const none = await attempt(url, { origin, headers: { 'X-Client': 'node-ws' } }, 'no-token');
+  if (none !== null) fail('no-token', 'it opened');
+  const ws = await attempt(url, {
+    origin,
+    headers: { Authorization: 'Bearer ' + token, Cookie: 'session=42', 'X-Client': 'node-ws' },
+  }, 'token');
+  if (ws === null) fail('token', 'refused');
+  say('PROTOCOL', ws.protocol || '-');
+  const echoed = nextMessage(ws, 'echo');
+  ws.send('with a token ✓');
+  const { data } = await echoed;
+  say('ECHO', data.toString());
+  const closed = once(ws, 'close', 'close');
+  ws.close(1000);
+  await closed;
+  say('DONE');
+  process.exit(0);
+}
+
+const [mode, url, token] = process.argv.slice(2);
 if (mode === 'server') runServer();
 else if (mode === 'client' && url) runClient(url);
+else if (mode === 'auth-client' && url && token) runAuthClient(url, token);
 else {
-  say('usage: node node_peer.js server | client URL');
+  say('usage: node node_peer.js server | client URL | auth-client URL TOKEN');
   process.exit(2);
 }

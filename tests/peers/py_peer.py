@@ -5,7 +5,8 @@
                                          with --token, demand "Authorization: Bearer TOKEN"
                                          (else 401), print "AUTH ok|refused" and
                                          "COOKIE <Cookie or ->", answer with Set-Cookie
-    py_peer.py client URL                run the client script against URL
+    py_peer.py client URL [--ca CAFILE]  run the client script against URL; for wss,
+                                         trusting the CA in CAFILE
 
 Both print one line per observation; the Rust test asserts on them, in
 order. Every wait has a timeout, and the process ends by itself.
@@ -195,9 +196,11 @@ def expect_echo(ws, name, sent):
     check(name, got == sent, describe(got)[:80])
 
 
-def run_client(url):
+def run_client(url, ca=None):
     options = dict(max_size=MAX, open_timeout=WAIT, close_timeout=WAIT,
                    ping_interval=None, create_connection=Client)
+    if ca is not None:
+        options["ssl"] = ssl.create_default_context(cafile=ca)
     with connect(url, subprotocols=["chat", "superchat"], **options) as ws:
         say("PROTOCOL", ws.subprotocol or "-")
         ws.send(TEXT)
@@ -245,10 +248,15 @@ def main():
     watchdog.daemon = True
     if len(sys.argv) >= 2 and sys.argv[1] == "server":
         run_server(sys.argv[2:])
-    elif len(sys.argv) == 3 and sys.argv[1] == "client":
+    elif len(sys.argv) in (3, 5) and sys.argv[1] == "client":
+        ca = None
+        if len(sys.argv) == 5:
+            if sys.argv[3] != "--ca":
+                sys.exit(__doc__)
+            ca = sys.argv[4]
         watchdog.start()
         try:
-            run_client(sys.argv[2])
+            run_client(sys.argv[2], ca)
         except Exception as e:  # report it on stdout, where the test looks
             say("FAIL", "exception", "%s: %s" % (type(e).__name__, e))
             sys.exit(1)
