@@ -111,7 +111,12 @@ pub fn serve(
 ) -> Result<ServerSocket, airws::Error> {
     let clients: Arc<Mutex<HashMap<u64, WebSocket>>> = Arc::default();
     let next_id = AtomicU64::new(0);
-    let server = ServerSocket::new();
+    // With TLS, every accepted socket carries the identity: start_server
+    // then speaks wss on it.
+    let server = match tls {
+        Some(tls) => ServerSocket::with_tls(tls),
+        None => ServerSocket::new(),
+    };
     server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
         let ws = WebSocket::with_config(config.clone());
         ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
@@ -130,11 +135,7 @@ pub fn serve(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, ws.clone());
-        let started = match &tls {
-            Some(tls) => ws.start_server_tls(e.socket(), tls),
-            None => ws.start_server(e.socket()),
-        };
-        if let Err(err) = started {
+        if let Err(err) = ws.start_server(e.socket()) {
             eprintln!("startServer failed: {err}");
             clients
                 .lock()

@@ -237,8 +237,10 @@ impl ClientTls {
 
 /// The TLS settings of a `wss` server: its identity, the certificate chain
 /// it presents and the chain's private key. Give them to
-/// [`WebSocket::start_server_tls`](crate::WebSocket::start_server_tls) for
-/// each accepted socket:
+/// [`ServerSocket::with_tls`](crate::ServerSocket::with_tls), whose accepted
+/// sockets [`start_server`](crate::WebSocket::start_server) then serves as
+/// wss (or to [`WebSocket::start_server_tls`](crate::WebSocket::start_server_tls)
+/// for a socket accepted otherwise):
 ///
 /// ```no_run
 /// use airws::{Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, ServerTls, WebSocket};
@@ -247,11 +249,11 @@ impl ClientTls {
 ///     &std::fs::read("server.pem")?, // the server's certificate, then the intermediates
 ///     &std::fs::read("server.key")?, // its private key, PKCS#8
 /// )?;
-/// let server = ServerSocket::new();
+/// let server = ServerSocket::with_tls(tls);
 /// server.add_event_listener(ServerSocketConnectEvent::CONNECT, move |e: &Event| {
 ///     let ws = WebSocket::new();
 ///     // ... listeners, and keep `ws` in your collection ...
-///     let _ = ws.start_server_tls(e.socket(), &tls);
+///     let _ = ws.start_server(e.socket());
 /// });
 /// server.bind(9443, "0.0.0.0")?;
 /// server.listen()?;
