@@ -234,7 +234,10 @@ pub(crate) enum Message {
 /// Which fields mean something depends on the type: `error_id` and `text` for
 /// `ioError`; `text` for `securityError` and `certificateError`; `format`,
 /// `data` and `string_data` for `websocketData`; `socket` for a
-/// `ServerSocket`'s `connect`.
+/// `ServerSocket`'s `connect`; the `http_*` accessors for `httpRequest` and
+/// `upgradeRequest`, with `respond` for the first and `refuse`,
+/// `accept_protocol`, `add_response_header` and `offered_protocols` for the
+/// second ([`UpgradeRequestEvent`](crate::UpgradeRequestEvent)).
 ///
 /// ```
 /// use airws::{Event, EventDispatcher, WebSocket, WebSocketEvent};
@@ -311,7 +314,9 @@ impl Event {
 
     /// Cancels the default behaviour, if the event is cancelable; otherwise
     /// does nothing (as in AS3). For `certificateError`, this lets the
-    /// connection go on.
+    /// connection go on; for `upgradeRequest`, it refuses the request (403
+    /// unless a listener gave a refusal of its own with
+    /// [`refuse`](Self::refuse)).
     pub fn prevent_default(&self) {
         if self.cancelable {
             self.default_prevented.store(true, Ordering::SeqCst);
