@@ -695,7 +695,9 @@ impl ServerSocketConnectEvent {
 /// closing the socket: here a listener may answer it with
 /// [`Event::respond`], so that one port serves both a web page and its
 /// WebSocket. Without an answer the client gets 400 Bad Request. Either way
-/// the socket is then closed and `close` is dispatched, as in AIR.
+/// the socket is then closed and `close` is dispatched, as in AIR. The
+/// listeners run within the handshake timeout: when they have not returned
+/// by then, the client gets 503 and `close` carries [`Error::Timeout`].
 ///
 /// ```
 /// use airws::{Event, EventDispatcher, HttpRequestEvent, WebSocket};

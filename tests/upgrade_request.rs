@@ -1,8 +1,9 @@
 //! A server looks at each upgrade request before it answers, over real
 //! loopback sockets: the `upgradeRequest` event's request, a refusal with a
 //! status, headers and a body, a subprotocol chosen per request, headers
-//! added to the 101, and the handshake deadline over listeners that panic or
-//! never return. And wss from a `ServerSocket::with_tls`.
+//! added to the 101, and the handshake deadline over listeners (of
+//! `upgradeRequest` and `httpRequest`) that panic or never return. And wss
+//! from a `ServerSocket::with_tls`.
 //!
 //! A file of its own: the listeners' deadline starts the watchdog's thread,
 //! which thread-counting tests elsewhere must not see.
@@ -10,8 +11,8 @@
 mod support;
 
 use airws::{
-    ClientTls, Config, Error, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent,
-    ServerTls, Timeout, UpgradeRequestEvent, WebSocket,
+    ClientTls, Config, Error, Event, EventDispatcher, HttpRequestEvent, ServerSocket,
+    ServerSocketConnectEvent, ServerTls, Timeout, UpgradeRequestEvent, WebSocket,
 };
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -350,6 +351,46 @@ fn the_timeout_error_names_the_handshake_timeout() {
     release.send(()).expect("the listener waits");
     assert!(
         rx.recv_timeout(WAIT).expect("close"),
+        "Error::Timeout(Handshake)"
+    );
+}
+
+#[test]
+fn an_http_request_listener_that_does_not_return_in_time_gets_the_client_a_503() {
+    let (release, held) = mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let ws =
+        WebSocket::with_config(Config::default().handshake_timeout(Duration::from_millis(200)));
+    ws.add_event_listener(HttpRequestEvent::REQUEST, move |e: &Event| {
+        let _ = held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv_timeout(Duration::from_secs(60));
+        e.respond(200, "text/plain", "too late");
+    });
+    let (tx, closed) = mpsc::channel();
+    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
+        let _ = tx.send(matches!(
+            e.error(),
+            Some(Error::Timeout {
+                which: Timeout::Handshake,
+                ..
+            })
+        ));
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let client = std::thread::spawn(move || {
+        exchange(port, "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    });
+    let (socket, _) = listener.accept().expect("accept");
+    ws.start_server(socket).expect("start_server");
+    let answer = client.join().expect("the client");
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(!answer.contains("too late"), "{answer}");
+    release.send(()).expect("the listener waits");
+    assert!(
+        closed.recv_timeout(WAIT).expect("close"),
         "Error::Timeout(Handshake)"
     );
 }

@@ -12,7 +12,7 @@ use super::Opened;
 use crate::connection::Conn;
 use crate::deadline::DeadlineReader;
 use crate::error::{Error, Timeout};
-use crate::event::{HttpRequestEvent, UpgradeRefusal};
+use crate::event::{Event, HttpRequestEvent, UpgradeRefusal};
 use crate::proto::close::PROTOCOL_ERROR;
 use crate::proto::handshake::{self, Request};
 use crate::proto::Role;
@@ -127,34 +127,8 @@ impl Session {
             request.headers.clone(),
             request.protocols.clone(),
         );
-        let late = conn.clone();
-        let late_peer = peer.to_owned();
-        let watch = watchdog::watch(deadline, move || {
-            log::debug!("{late_peer}: the upgradeRequest listeners did not decide in time");
-            let _ = late.write_raw(&handshake::http_response(
-                503,
-                "text/plain; charset=utf-8",
-                &[("X-Content-Type-Options", "nosniff")],
-                b"The server did not decide on this WebSocket request in time.\n",
-            ));
-            late.shutdown_write();
-        });
-        if self.still_connecting() {
-            self.dispatch(&event);
-        }
-        if watch.is_some_and(watchdog::Watch::disarm) {
-            conn.transport.shutdown();
-            let timeout = self.config().handshake_timeout;
-            return Err(OpenFailure::Closed(
-                format!("{peer}: the upgradeRequest listeners did not decide in time"),
-                Some(Error::Timeout {
-                    which: Timeout::Handshake,
-                    after: timeout,
-                    context: format!(
-                        "The upgradeRequest listeners for {peer} did not return in time"
-                    ),
-                }),
-            ));
+        if self.dispatch_watched(conn, peer, &event, deadline) {
+            return Err(self.too_late(conn, peer, "upgradeRequest"));
         }
         if !self.still_connecting() {
             conn.transport.shutdown();
@@ -201,7 +175,7 @@ impl Session {
     /// arrive in time with 408.
     fn read_request(
         &self,
-        conn: &Conn,
+        conn: &Arc<Conn>,
         peer: &str,
         deadline: Instant,
     ) -> Result<(Request, Vec<u8>), OpenFailure> {
@@ -222,8 +196,8 @@ impl Session {
                 } = &e
                 {
                     let event = HttpRequestEvent::create(method, resource, headers.clone());
-                    if self.still_connecting() {
-                        self.dispatch(&event);
+                    if self.dispatch_watched(conn, peer, &event, deadline) {
+                        return Err(self.too_late(conn, peer, "httpRequest"));
                     }
                     response = event.take_http_response();
                     error = None;
@@ -277,6 +251,53 @@ impl Session {
                 .eq_ignore_ascii_case(origin.trim_end_matches('/'))
         };
         (!allowed.iter().any(|a| same(a))).then(|| origin.to_owned())
+    }
+
+    /// Dispatches `event` (`httpRequest`, `upgradeRequest`) unless the
+    /// opening was aborted, watched until `deadline`: if the listeners have
+    /// not returned by then, the watchdog answers the client 503 and ends
+    /// the stream. Returns whether that happened.
+    fn dispatch_watched(
+        &self,
+        conn: &Arc<Conn>,
+        peer: &str,
+        event: &Event,
+        deadline: Instant,
+    ) -> bool {
+        if !self.shared.listeners.has(event.event_type()) {
+            return false;
+        }
+        let late = conn.clone();
+        let late_peer = peer.to_owned();
+        let event_type = event.event_type();
+        let watch = watchdog::watch(deadline, move || {
+            log::debug!("{late_peer}: the {event_type} listeners did not return in time");
+            let _ = late.write_raw(&handshake::http_response(
+                503,
+                "text/plain; charset=utf-8",
+                &[("X-Content-Type-Options", "nosniff")],
+                b"The server did not decide on this request in time.\n",
+            ));
+            late.shutdown_write();
+        });
+        if self.still_connecting() {
+            self.dispatch(event);
+        }
+        watch.is_some_and(watchdog::Watch::disarm)
+    }
+
+    /// The end of an opening whose `event_type` listeners returned after
+    /// the handshake deadline (the watchdog answered the client).
+    fn too_late(&self, conn: &Conn, peer: &str, event_type: &str) -> OpenFailure {
+        conn.transport.shutdown();
+        OpenFailure::Closed(
+            format!("{peer}: the {event_type} listeners did not return in time"),
+            Some(Error::Timeout {
+                which: Timeout::Handshake,
+                after: self.config().handshake_timeout,
+                context: format!("The {event_type} listeners for {peer} did not return in time"),
+            }),
+        )
     }
 
     /// An I/O error of the opening handshake: a timeout is the handshake
