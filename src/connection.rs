@@ -552,6 +552,11 @@ pub(crate) trait Deliver {
     fn message(&mut self, msg: Incoming) -> Option<Vec<u8>>;
     /// Everything that one read brought was delivered.
     fn read_done(&mut self);
+    /// How long the deliveries since the last call waited (for room in a
+    /// pump's queue), not reading: the protocol's timers leave it out.
+    fn take_paused(&mut self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// The read loop: moves bytes from the socket into the protocol, writes
@@ -710,7 +715,11 @@ fn dispatch<'a>(
         // which closes the connection.
         deliver.read_done();
         conn.cork.store(false, Ordering::Relaxed);
+        let paused = deliver.take_paused();
         st = conn.lock();
+        if !paused.is_zero() {
+            st.proto.shift_timers(paused);
+        }
         for b in recycled.drain(..) {
             st.proto.recycle(b);
         }

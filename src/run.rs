@@ -11,6 +11,7 @@ use crate::session::Session;
 use crate::websocket::{HandshakeRequest, HandshakeResponse, Phase};
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 impl Session {
     /// The handshake succeeded: publishes the connection, dispatches
@@ -41,10 +42,11 @@ impl Session {
             conn.transport.shutdown();
             return;
         }
-        self.dispatch(&Event::new(Event::CONNECT, false));
+        self.emit(Event::new(Event::CONNECT, false));
         let mut events = DataEvents {
             session: &self,
             target: None,
+            paused: Duration::ZERO,
         };
         let (ending, error) = connection::read_loop(&conn, &leftover, &mut events);
         // No handle of ours outlives the read loop.
@@ -71,11 +73,9 @@ impl Session {
         log::debug!("connection ended: {ending:?}, close reason {reason}");
         if notify {
             if ending == Ending::Broken {
-                self.dispatch(&IOErrorEvent::from_error(
-                    self.broken(&conn, error.as_ref()),
-                ));
+                self.emit(IOErrorEvent::from_error(self.broken(&conn, error.as_ref())));
             }
-            self.dispatch(&self.close_event(&conn, ending, error.as_ref()));
+            self.emit(self.close_event(&conn, ending, error.as_ref()));
             self.ending_dispatched();
         }
     }
@@ -133,10 +133,13 @@ impl Session {
 /// The events' target (a strong handle) is made once for all the messages
 /// of one read and dropped before the next read, so the connection still
 /// ends right after a listener drops the application's last handle. Each
-/// message's buffer comes back after its dispatch, for the next message.
+/// message's buffer comes back after its dispatch, for the next message
+/// (through a pump, it goes with the event).
 struct DataEvents<'a> {
     session: &'a Session,
     target: Option<Option<EventTarget>>,
+    /// How long the deliveries waited for room in the pump's queue.
+    paused: Duration,
 }
 
 impl connection::Deliver for DataEvents<'_> {
@@ -146,6 +149,10 @@ impl connection::Deliver for DataEvents<'_> {
             Incoming::Binary(b) => WebSocketEvent::binary(b),
             _ => return None,
         };
+        if self.session.is_pumped() {
+            self.paused += self.session.emit(event);
+            return None;
+        }
         let target = self
             .target
             .get_or_insert_with(|| self.session.target())
@@ -156,5 +163,9 @@ impl connection::Deliver for DataEvents<'_> {
 
     fn read_done(&mut self) {
         self.target = None;
+    }
+
+    fn take_paused(&mut self) -> Duration {
+        std::mem::take(&mut self.paused)
     }
 }

@@ -6,10 +6,12 @@ use crate::config::Options;
 use crate::event::{Event, EventTarget};
 use crate::proto::connection::Settings;
 use crate::proto::Role;
+use crate::pump::{NotQueued, Queue};
 use crate::websocket::{Handle, Phase, Shared, State, WebSocket};
 use std::io;
 use std::net::TcpStream;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 /// The connection's thread: its link to the `WebSocket` and its generation.
 pub(crate) struct Session {
@@ -54,7 +56,78 @@ impl Session {
     }
 
     /// Dispatches an event to the listeners, with the `WebSocket` as target
-    /// while a user handle exists.
+    /// while a user handle exists: at once on this thread, or through the
+    /// pump the `WebSocket` is attached to (then this returns once the
+    /// event is queued, having waited for room, and the time it waited is
+    /// returned).
+    pub(crate) fn emit(&self, event: Event) -> Duration {
+        self.emit_with(event, || self.target())
+    }
+
+    /// [`emit`](Self::emit) with the target `target()` gives, when the
+    /// event is dispatched on this thread.
+    pub(crate) fn emit_with(
+        &self,
+        event: Event,
+        target: impl FnOnce() -> Option<EventTarget>,
+    ) -> Duration {
+        let Some(queue) = self.queue() else {
+            self.dispatch_with(&event, target());
+            return Duration::ZERO;
+        };
+        let budget = Some(&self.config().memory_budget);
+        match queue.push(&self.shared, &self.handle, Arc::new(event), budget, false) {
+            Ok((waited, _)) => waited,
+            Err(NotQueued::Closed(event)) => {
+                self.dispatch(&event);
+                Duration::ZERO
+            }
+            Err(NotQueued::Unwanted) => Duration::ZERO,
+        }
+    }
+
+    /// Dispatches an event whose outcome the caller reads next
+    /// (`certificateError`, `upgradeRequest`, `httpRequest`): at once, or
+    /// through the pump, waiting until it dispatched it or `deadline`.
+    /// Returns whether the listeners ran (if not, they never will for it).
+    pub(crate) fn decide(&self, event: &Arc<Event>, deadline: Instant) -> bool {
+        let Some(queue) = self.queue() else {
+            self.dispatch(event);
+            return true;
+        };
+        let budget = Some(&self.config().memory_budget);
+        match queue.push(&self.shared, &self.handle, event.clone(), budget, true) {
+            Ok((_, Some(answer))) => {
+                let done = answer.wait(deadline);
+                if !done {
+                    log::debug!(
+                        "the pump did not dispatch '{}' before the handshake deadline",
+                        event.event_type()
+                    );
+                }
+                done
+            }
+            Ok((_, None)) | Err(NotQueued::Unwanted) => false,
+            Err(NotQueued::Closed(event)) => {
+                self.dispatch(&event);
+                true
+            }
+        }
+    }
+
+    /// Whether the `WebSocket` is attached to a pump that still exists.
+    pub(crate) fn is_pumped(&self) -> bool {
+        self.queue().is_some()
+    }
+
+    /// The pump's queue, when the `WebSocket` is attached to a pump that
+    /// still exists.
+    fn queue(&self) -> Option<Arc<Queue>> {
+        self.shared.pump.get().and_then(Weak::upgrade)
+    }
+
+    /// Dispatches an event to the listeners on this thread, with the
+    /// `WebSocket` as target while a user handle exists.
     pub(crate) fn dispatch(&self, event: &Event) {
         self.dispatch_with(event, self.target());
     }

@@ -16,13 +16,14 @@ use crate::proto::close::{self, GOING_AWAY};
 use crate::proto::frame::{MAX_CONTROL_PAYLOAD, OP_BINARY, OP_PING, OP_PONG, OP_TEXT};
 use crate::proto::handshake;
 use crate::proto::Role;
+use crate::pump::Queue;
 use crate::server_socket::IntoAcceptedSocket;
 use crate::session::Session;
 use crate::target::{is_token, Target};
 use crate::tls::ServerTls;
 use std::fmt;
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread;
 use std::time::Duration;
 
@@ -150,6 +151,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Signalled whenever a connection ends (see `wait_closed`).
     pub(crate) ended: Condvar,
+    /// The pump that runs the listeners, once attached (`EventPump::attach`).
+    pub(crate) pump: OnceLock<Weak<Queue>>,
 }
 
 impl Shared {
@@ -393,13 +396,18 @@ impl WebSocket {
                         request: None,
                     }),
                     ended: Condvar::new(),
+                    pump: OnceLock::new(),
                 }),
             }),
         }
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
+    }
+
+    pub(crate) fn from_handle(handle: Arc<Handle>) -> WebSocket {
+        WebSocket { handle }
     }
 
     /// A handle that does not keep the connection open; a listener that

@@ -2033,3 +2033,44 @@ fn each_message_has_its_own_deadline() {
     assert_eq!(side.inbox, [text("ab")]);
     assert_eq!(side.conn.poll_timeout(), Some(t30 + limit));
 }
+
+#[test]
+fn time_paused_by_the_application_is_left_out_of_the_idle_and_message_timeouts() {
+    let s = Settings {
+        idle_timeout: Some(Duration::from_secs(10)),
+        message_timeout: Some(Duration::from_secs(4)),
+        ..settings()
+    };
+    let (clock, mut server) = lone(Role::Server, s);
+    let t0 = clock.now();
+    let at = |secs: u64| t0 + Duration::from_secs(secs);
+    // A message begins at 1 s: it must end by 5 s, and nothing may be quiet
+    // past 11 s.
+    server
+        .conn
+        .receive(&client_frame(false, OP_TEXT, b"par"), at(1));
+    assert_eq!(server.conn.poll_timeout(), Some(at(5)));
+    // The connection did not read from 2 s to 32 s (a full event queue):
+    // both deadlines move by those 30 s.
+    server.conn.shift_timers(Duration::from_secs(30));
+    assert_eq!(server.conn.poll_timeout(), Some(at(35)));
+    server.conn.handle_timeout(at(32));
+    assert_eq!(server.conn.ending(), None);
+    assert!(
+        !server.conn.has_transmit(),
+        "no close frame: {:?}",
+        server.conn.failure()
+    );
+    // The message ends in time; the idle deadline is then 10 s after it.
+    server
+        .conn
+        .receive(&client_frame(true, OP_CONTINUATION, b"t"), at(34));
+    server.collect(at(34));
+    assert_eq!(server.inbox, [text("part")]);
+    assert_eq!(server.conn.poll_timeout(), Some(at(44)));
+    // Without a pause the timers act as before.
+    server.conn.handle_timeout(at(44));
+    let mut out = Vec::new();
+    assert!(server.conn.poll_transmit(&mut out));
+    assert_eq!(frames(Role::Server, &out)[0].close_code(), Some(1001));
+}

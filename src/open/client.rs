@@ -356,10 +356,14 @@ impl Session {
             let _ = tcp2.shutdown(Shutdown::Both);
             return Err(OpenFailure::Aborted);
         }
-        let event = SecurityErrorEvent::create(SecurityErrorEvent::CERTIFICATE_ERROR, text.clone())
-            .with_error(Error::tls(true, text.clone()));
-        self.dispatch(&event);
-        if event.is_default_prevented() && self.still_connecting() {
+        let event = Arc::new(
+            SecurityErrorEvent::create(SecurityErrorEvent::CERTIFICATE_ERROR, text.clone())
+                .with_error(Error::tls(true, text.clone())),
+        );
+        // Through a pump, the listeners have until the handshake deadline;
+        // not dispatched by then, the certificate is refused.
+        let decided = self.decide(&event, deadline);
+        if decided && event.is_default_prevented() && self.still_connecting() {
             log::warn!("{}: certificate error allowed by a listener", target.url);
             return Ok(Transport::tls(tcp2, session));
         }

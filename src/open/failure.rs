@@ -92,8 +92,8 @@ impl Session {
         if ended.is_none() {
             return;
         }
-        for e in &events {
-            self.dispatch(e);
+        for e in events {
+            self.emit(e);
         }
         self.ending_dispatched();
     }

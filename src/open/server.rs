@@ -121,12 +121,12 @@ impl Session {
         {
             return Ok(Decision::default());
         }
-        let event = UpgradeRequestEvent::create(
+        let event = Arc::new(UpgradeRequestEvent::create(
             "GET",
             &request.resource,
             request.headers.clone(),
             request.protocols.clone(),
-        );
+        ));
         if self.dispatch_watched(conn, peer, &event, deadline) {
             return Err(self.too_late(conn, peer, "upgradeRequest"));
         }
@@ -195,7 +195,8 @@ impl Session {
                     headers,
                 } = &e
                 {
-                    let event = HttpRequestEvent::create(method, resource, headers.clone());
+                    let event =
+                        Arc::new(HttpRequestEvent::create(method, resource, headers.clone()));
                     if self.dispatch_watched(conn, peer, &event, deadline) {
                         return Err(self.too_late(conn, peer, "httpRequest"));
                     }
@@ -261,7 +262,7 @@ impl Session {
         &self,
         conn: &Arc<Conn>,
         peer: &str,
-        event: &Event,
+        event: &Arc<Event>,
         deadline: Instant,
     ) -> bool {
         if !self.shared.listeners.has(event.event_type()) {
@@ -272,18 +273,19 @@ impl Session {
         let event_type = event.event_type();
         let watch = watchdog::watch(deadline, move || {
             log::debug!("{late_peer}: the {event_type} listeners did not return in time");
-            let _ = late.write_raw(&handshake::http_response(
-                503,
-                "text/plain; charset=utf-8",
-                &[("X-Content-Type-Options", "nosniff")],
-                b"The server did not decide on this request in time.\n",
-            ));
-            late.shutdown_write();
+            answer_late(&late);
         });
-        if self.still_connecting() {
-            self.dispatch(event);
+        let dispatched = self.still_connecting() && self.decide(event, deadline);
+        if watch.is_some_and(watchdog::Watch::disarm) {
+            return true;
         }
-        watch.is_some_and(watchdog::Watch::disarm)
+        if !dispatched && self.still_connecting() {
+            // Through a pump that did not run it in time: never accepted.
+            log::debug!("{peer}: the pump did not run the {event_type} listeners in time");
+            answer_late(conn);
+            return true;
+        }
+        false
     }
 
     /// The end of an opening whose `event_type` listeners returned after
@@ -306,6 +308,18 @@ impl Session {
         let timeout = self.config().handshake_timeout;
         Error::io_or_timeout(context, e, Timeout::Handshake, Some(timeout))
     }
+}
+
+/// Answers a request whose listeners did not decide in time: 503, then the
+/// end of the stream.
+fn answer_late(conn: &Conn) {
+    let _ = conn.write_raw(&handshake::http_response(
+        503,
+        "text/plain; charset=utf-8",
+        &[("X-Content-Type-Options", "nosniff")],
+        b"The server did not decide on this request in time.\n",
+    ));
+    conn.shutdown_write();
 }
 
 /// The TLS handshake with `tls` (wss), or the plain socket (ws).

@@ -465,6 +465,17 @@ impl Connection {
         }
     }
 
+    /// Leaves `paused` out of the idle and message timeouts: the time the
+    /// application kept the connection from reading (a full event queue),
+    /// during which the peer could not be heard. The closing handshake's
+    /// wait is not extended.
+    pub fn shift_timers(&mut self, paused: Duration) {
+        self.last_received += paused;
+        if let Some(since) = &mut self.message_since {
+            *since += paused;
+        }
+    }
+
     /// When the message being received must have ended.
     fn message_deadline(&self) -> Option<Instant> {
         Some(self.message_since? + self.settings.message_timeout?)
