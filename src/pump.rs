@@ -489,7 +489,11 @@ impl WebSocket {
         let listener: LocalListener = Rc::new(RefCell::new(Box::new(listener)));
         LOCAL.with(|m| m.borrow_mut().insert(key, (queue_id(&queue), listener)));
         let guard = LocalKey(key);
-        let forward = move |e: &Event| call_local(guard.0, e);
+        // The forwarder owns the guard (all of it, not just its key).
+        let forward = move |e: &Event| {
+            let guard = &guard;
+            call_local(guard.0, e);
+        };
         Ok(self
             .shared()
             .listeners
