@@ -73,6 +73,7 @@ pub(crate) struct Options {
     pub(crate) proxy: Proxy,
     pub(crate) max_redirects: u32,
     pub(crate) allowed_origins: Vec<String>,
+    pub(crate) max_buffered_amount: usize,
 }
 
 impl Options {
@@ -97,6 +98,7 @@ impl Options {
             proxy: Proxy::FromEnvironment,
             max_redirects: 0,
             allowed_origins: Vec::new(),
+            max_buffered_amount: 16 << 20,
             client_tls: ClientTls::default(),
         };
         match role {
@@ -292,6 +294,18 @@ impl Config {
     #[must_use]
     pub fn release_buffers_after(self, quiet: Duration) -> Self {
         self.set(|o| o.release_buffers_after = quiet)
+    }
+
+    /// The most bytes that sends which must not block may leave waiting to
+    /// be written: those of the thread that pumps the `WebSocket`'s
+    /// [`EventPump`](crate::EventPump), which queue their message and
+    /// return at once. A send that would pass it fails with
+    /// [`Error::BufferFull`](crate::Error::BufferFull) (a message alone
+    /// larger than it is queued when nothing else waits). Default 16 MiB,
+    /// both roles.
+    #[must_use]
+    pub fn max_buffered_amount(self, bytes: usize) -> Self {
+        self.set(|o| o.max_buffered_amount = bytes)
     }
 
     /// How a client reaches its server: [`Proxy::FromEnvironment`] (the

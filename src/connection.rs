@@ -24,7 +24,7 @@ use crate::proto::Role;
 use crate::transport::{Transport, WriteClock};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,9 @@ const READ_BUFFER: usize = 64 << 10;
 const READ_BUFFER_MAX: usize = 256 << 10;
 /// Corked frames are written once they reach this many bytes.
 const CORK_LIMIT: usize = 64 << 10;
+
+/// How often an idle flusher thread looks whether its connection ended.
+const FLUSHER_RECHECK: Duration = Duration::from_millis(250);
 /// A payload with at least this much still to come is read straight into
 /// its message, up to `DIRECT_READ_MAX` bytes per read, instead of through
 /// the read buffer.
@@ -72,6 +75,8 @@ struct Locked {
     tls_spare: Vec<u8>,
     /// Threads waiting on `Conn::changed`.
     waiters: usize,
+    /// The flusher thread runs (it writes what non-blocking sends queue).
+    flusher: bool,
 }
 
 /// A connection after its TCP (and TLS) setup.
@@ -113,6 +118,7 @@ impl Conn {
                 buf: Vec::new(),
                 tls_spare: Vec::new(),
                 waiters: 0,
+                flusher: false,
             }),
             changed: Condvar::new(),
             cork: AtomicBool::new(false),
@@ -194,6 +200,92 @@ impl Conn {
             rest = tail;
             op = OP_CONTINUATION;
         }
+    }
+
+    /// Queues a data message or a control frame for the flusher thread to
+    /// write, and returns without touching the socket: the send of a
+    /// pump's thread, which must not block. A message over
+    /// [`FRAGMENT_SIZE`] is queued as several frames, at once, so no other
+    /// frame goes between them. [`Error::BufferFull`] when `limit` bytes
+    /// would be exceeded (a message alone larger than it is still queued
+    /// when nothing else is). Waits only when another thread is in the
+    /// middle of sending a message in fragments.
+    pub(crate) fn send_nowait(
+        self: &Arc<Self>,
+        opcode: u8,
+        payload: &[u8],
+        limit: usize,
+    ) -> Result<(), Error> {
+        let control = opcode == OP_PING || opcode == OP_PONG;
+        let mut st = self.wait_for_turn(self.lock(), control)?;
+        let buffered = st.proto.queued_len();
+        if buffered > 0 && buffered.saturating_add(payload.len()) > limit {
+            return Err(Error::BufferFull {
+                buffered: buffered as u64,
+                limit: limit as u64,
+            });
+        }
+        let mut rest = payload;
+        let mut op = opcode;
+        loop {
+            let (piece, tail) = rest.split_at(rest.len().min(FRAGMENT_SIZE));
+            let fin = tail.is_empty();
+            st.proto.send_frame(op, piece, fin).map_err(send_error)?;
+            if fin {
+                break;
+            }
+            rest = tail;
+            op = OP_CONTINUATION;
+        }
+        self.start_flusher(&mut st);
+        self.wake(&st);
+        Ok(())
+    }
+
+    /// What non-blocking sends queued and no writer has taken yet, in bytes.
+    pub(crate) fn buffered(&self) -> usize {
+        self.lock().proto.queued_len()
+    }
+
+    /// Starts the flusher thread unless it runs.
+    fn start_flusher(self: &Arc<Self>, st: &mut Locked) {
+        if st.flusher {
+            return;
+        }
+        let conn = self.clone();
+        let spawned = thread::Builder::new()
+            .name("airws-flusher".into())
+            .stack_size(64 << 10)
+            .spawn(move || conn.flush_until_finished());
+        match spawned {
+            Ok(_) => st.flusher = true,
+            // The read loop writes what is queued before its next read.
+            Err(e) => log::warn!("cannot start the flusher thread: {e}"),
+        }
+    }
+
+    /// The flusher thread: writes what is queued whenever no other thread
+    /// holds the writer role, until the connection ends.
+    fn flush_until_finished(&self) {
+        let mut st = self.lock();
+        loop {
+            let finished = *self.finished.lock().unwrap_or_else(|p| p.into_inner());
+            if finished || st.broken.is_some() || st.proto.ending().is_some() {
+                break;
+            }
+            if !st.writing && (st.proto.has_transmit() || self.transport.has_pending_output()) {
+                st = self.write_out(st, None);
+                continue;
+            }
+            st.waiters += 1;
+            let (guard, _) = self
+                .changed
+                .wait_timeout(st, FLUSHER_RECHECK)
+                .unwrap_or_else(|p| p.into_inner());
+            st = guard;
+            st.waiters -= 1;
+        }
+        st.flusher = false;
     }
 
     /// Waits until a new data message may begin (no other one is being

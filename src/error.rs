@@ -157,6 +157,19 @@ pub enum Error {
         /// The limit that was reached.
         limit: usize,
     },
+    /// A send that must not block (from the thread of the
+    /// [`EventPump`](crate::EventPump) the `WebSocket` is attached to)
+    /// found its outgoing queue full: the peer reads slower than the
+    /// application sends (AS3's `IOError`). Nothing of the message was
+    /// queued; send it again once [`buffered_amount`](crate::WebSocket::buffered_amount)
+    /// has come down.
+    #[non_exhaustive]
+    BufferFull {
+        /// The bytes waiting to be written.
+        buffered: u64,
+        /// [`Config::max_buffered_amount`](crate::Config::max_buffered_amount).
+        limit: u64,
+    },
 }
 
 /// Which kind of I/O failure an [`Error::Io`] is; each has its own
@@ -316,6 +329,7 @@ impl Error {
             | Error::Protocol { .. }
             | Error::HandshakeRefused(_)
             | Error::TooManyConnections { .. }
+            | Error::BufferFull { .. }
             | Error::Proxy { .. }
             | Error::Redirect { .. } => "IOError",
         }
@@ -401,6 +415,11 @@ impl fmt::Display for Message<'_> {
             Error::TooManyConnections { limit } => write!(
                 f,
                 "startServer: {limit} connections run already, the limit: answered 503"
+            ),
+            Error::BufferFull { buffered, limit } => write!(
+                f,
+                "sendMessage: {buffered} bytes wait to be written, and this message would \
+                 pass the limit of {limit}: the peer reads slower than this end sends"
             ),
         }
     }

@@ -230,6 +230,12 @@ impl Queue {
 /// peer; time spent paused so does not count towards the idle and message
 /// timeouts. An empty queue takes any one event, however large.
 ///
+/// On the pump's thread, `send_message` and `close` never block: a
+/// message is queued and the connection's flusher thread writes it
+/// ([`WebSocket::buffered_amount`] tells what waits); a send that would
+/// pass [`Config::max_buffered_amount`](crate::Config::max_buffered_amount)
+/// fails with [`Error::BufferFull`] and queues nothing.
+///
 /// Events whose outcome the connection needs (`certificateError`, and a
 /// server's `upgradeRequest` and `httpRequest`) wait for the pump up to the
 /// handshake timeout; one not pumped by then is dropped undispatched: the

@@ -208,7 +208,7 @@ impl Shared {
         let timer_conn = conn.clone();
         // The last handle may be dropped on a thread that must not block
         // (a UI thread): the timer's thread writes the close frame then.
-        let write_on_timer = closer == Closer::LastHandle;
+        let write_on_timer = closer == Closer::LastHandle || closer == Closer::NoBlock;
         let spawned = thread::Builder::new()
             .name("airws-close-timer".into())
             .stack_size(64 << 10)
@@ -242,6 +242,9 @@ pub(crate) enum Closer {
     /// `close()` or `send_message(FMT_CLOSE, ..)`: writes the close frame
     /// itself (bounded by the close timer).
     Caller,
+    /// `close()` or `FMT_CLOSE` from the thread of the `WebSocket`'s pump:
+    /// never blocks it, like `LastHandle`.
+    NoBlock,
     /// The last handle was dropped: never blocks the dropping thread.
     LastHandle,
 }
@@ -738,8 +741,12 @@ impl WebSocket {
     /// or a 2-byte code and a UTF-8 reason), which starts the closing handshake
     /// like [`close`](Self::close).
     ///
-    /// Writes the message from any thread, without waiting for incoming
-    /// data, and returns once it is written (a small message sent by a
+    /// On the thread of the [`EventPump`](crate::EventPump) the `WebSocket`
+    /// is attached to, it never blocks: the message is queued for the
+    /// connection's flusher thread, [`Error::BufferFull`] when that would
+    /// pass [`Config::max_buffered_amount`](crate::Config::max_buffered_amount).
+    /// Elsewhere it writes the message from any thread, without waiting for
+    /// incoming data, and returns once it is written (a small message sent by a
     /// listener of this `WebSocket` is written with the other replies to the
     /// same read, just before the connection's thread reads again). A message
     /// over 1 MiB goes out in frames of 1 MiB; the peer's pings are answered
@@ -798,7 +805,45 @@ impl WebSocket {
             }
         };
         let conn = self.open_conn("sendMessage")?;
+        if self.on_pump_thread() {
+            let limit = self
+                .shared()
+                .config
+                .for_role(conn.role())
+                .max_buffered_amount;
+            return conn.send_nowait(op, bytes, limit);
+        }
         conn.send(op, bytes)
+    }
+
+    /// The bytes sent and not yet written to the socket (the browser
+    /// WebSocket's `bufferedAmount`): what sends from the
+    /// [`EventPump`](crate::EventPump)'s thread queued, and what other
+    /// threads' sends wait behind. 0 when no connection is open. Not in
+    /// AIR.
+    pub fn buffered_amount(&self) -> u64 {
+        let conn = self.shared().state().conn.clone();
+        conn.map_or(0, |c| c.buffered() as u64)
+    }
+
+    /// Who closes: the caller, or (on the pump's thread, which must not
+    /// block) the close timer's thread.
+    fn closer(&self) -> Closer {
+        if self.on_pump_thread() {
+            Closer::NoBlock
+        } else {
+            Closer::Caller
+        }
+    }
+
+    /// Whether the caller is the thread of the pump this `WebSocket` is
+    /// attached to: its sends must not block.
+    fn on_pump_thread(&self) -> bool {
+        self.shared()
+            .pump
+            .get()
+            .and_then(Weak::upgrade)
+            .is_some_and(|q| q.thread() == thread::current().id())
     }
 
     fn open_conn(&self, operation: &'static str) -> Result<Arc<Conn>, Error> {
@@ -842,7 +887,8 @@ impl WebSocket {
             }
         };
         self.open_conn("sendMessage")?;
-        self.shared().begin_close(code, reason, Closer::Caller);
+        let closer = self.closer();
+        self.shared().begin_close(code, reason, closer);
         Ok(())
     }
 
@@ -863,7 +909,7 @@ impl WebSocket {
     pub fn close(&self, reason_code: u32) -> Result<(), Error> {
         check_close_code(reason_code)?;
         self.shared()
-            .begin_close(Some(reason_code as u16), "", Closer::Caller);
+            .begin_close(Some(reason_code as u16), "", self.closer());
         Ok(())
     }
 }

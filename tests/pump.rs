@@ -373,3 +373,81 @@ fn once_the_pump_is_dropped_events_go_to_the_listeners_directly() {
     peer.text("direct");
     assert_eq!(next(&rx), Seen::Text("direct".into()));
 }
+
+#[test]
+fn sends_from_the_pump_thread_never_block_and_nothing_is_lost() {
+    let server = RawServer::new();
+    let url = server.url();
+    let (tx, report) = mpsc::channel();
+    let (go, step) = mpsc::channel::<()>();
+    // The pump's thread: its sends must return at once while the peer does
+    // not read; a blocking send would hang it until the write timeout.
+    let owner = thread::spawn(move || {
+        let pump = EventPump::new();
+        let ws = WebSocket::with_config(
+            Config::default()
+                .max_buffered_amount(512 << 10)
+                .write_timeout(Duration::from_secs(600)),
+        );
+        pump.attach(&ws).expect("attach");
+        let log = record_locally(&ws);
+        ws.connect(&url, &[]).expect("connect");
+        pump_until(&pump, &log, 1);
+        let mut sent = 0usize;
+        let full = loop {
+            assert!(sent < 10_000, "the queue never filled");
+            let text = format!("msg {sent:05} {}", "x".repeat(4000));
+            match ws.send_message(WebSocket::FMT_TEXT, text) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+        };
+        let is_full = matches!(full, Error::BufferFull { .. });
+        let _ = tx.send((sent, full.to_string(), is_full, ws.buffered_amount()));
+        // Once the peer read them: a message of 2 MiB, larger than the
+        // limit, is queued as nothing else waits, in frames of 1 MiB; then
+        // the close, from this thread too, without blocking.
+        step.recv_timeout(WAIT).expect("the go");
+        let big: Vec<u8> = (0..2 << 20).map(|i| (i % 251) as u8).collect();
+        let lone = ws.send_message(WebSocket::FMT_BINARY, big.as_slice());
+        ws.close(4001).expect("close");
+        let _ = tx.send((0, format!("{lone:?}"), lone.is_ok(), 0));
+        // A local close dispatches no close event (AIR's rule).
+        assert!(ws.wait_closed(WAIT), "the closing handshake completes");
+        assert_eq!(ws.close_reason(), 4001);
+        pump.dispatch_pending();
+        assert_eq!(log.borrow().len(), 1, "{:?}", log.borrow());
+    });
+    let (mut peer, _) = server.accept();
+    let (sent, error, is_full, buffered) = report.recv_timeout(WAIT).expect("the sends returned");
+    assert!(is_full, "{error}");
+    assert!(error.contains("bytes wait to be written"), "{error}");
+    assert!(sent > 0, "some messages fit");
+    assert!(buffered > 0, "bytes wait");
+    // Everything queued arrives, in order, whole.
+    for i in 0..sent {
+        let (op, data) = peer.read_message();
+        assert_eq!(op, 0x1);
+        let text = String::from_utf8(data).expect("text");
+        assert!(
+            text.starts_with(&format!("msg {i:05} ")),
+            "message {i}: {}",
+            &text[..12]
+        );
+    }
+    go.send(()).expect("the owner waits");
+    let (_, lone, ok, _) = report
+        .recv_timeout(WAIT)
+        .expect("the large send and close returned");
+    assert!(ok, "{lone}");
+    let (op, data) = peer.read_message();
+    assert_eq!((op, data.len()), (0x2, 2 << 20));
+    assert!(data.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    assert_eq!(
+        peer.read_close().close_code(),
+        Some(4001),
+        "the close comes after it"
+    );
+    peer.close(4001, "");
+    owner.join().expect("the owner's thread");
+}
