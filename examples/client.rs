@@ -9,7 +9,10 @@
 //! proxy (without it, the proxy the environment names: `http_proxy`,
 //! `https_proxy`, `all_proxy`, `no_proxy`); `--no-proxy` goes direct;
 //! `--ca PEM` trusts that CA; `-k`/`--insecure` accepts a certificate that
-//! fails the checks; `-s`/`--subprotocol P` (repeatable) offers P.
+//! fails the checks; `-s`/`--subprotocol P` (repeatable) offers P;
+//! `--ping-interval SECS` and `--ping-timeout SECS` turn keepalive on (either
+//! alone: 20 s for the other), so that a server that stops answering ends
+//! the client with "the peer did not answer pings" and exit status 1.
 //!
 //! When standard input ends it sends a close, still prints every message that
 //! arrives before the server's close reply, and exits. Binary messages are
@@ -36,6 +39,8 @@ const USAGE: &str = "usage: client [OPTIONS] ws://HOST:PORT/PATH
       --no-proxy               connect directly, whatever the environment says
       --ca FILE                trust the CA certificates in this PEM file
   -k, --insecure               accept a server certificate that fails the checks
+      --ping-interval SECS     ping after SECS without a word from the server (keepalive)
+      --ping-timeout SECS      after SECS more without one, the server is dead: exit 1
   -h, --help                   print this help
 
 Without --proxy, the proxy the environment names is used (http_proxy for ws://,
@@ -51,6 +56,18 @@ struct Options {
     proxy: Option<Proxy>,
     ca: Option<String>,
     insecure: bool,
+    ping_interval: Option<Duration>,
+    ping_timeout: Option<Duration>,
+}
+
+/// Seconds on the command line: a positive number.
+fn seconds(name: &str, text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{name} takes a number of seconds above 0, not '{text}'"
+        )),
+    }
 }
 
 /// Parses the command line; `Err` is the message for a bad one.
@@ -83,6 +100,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--no-proxy" => o.proxy = Some(Proxy::None),
             "--ca" => o.ca = Some(value(arg)?),
             "-k" | "--insecure" => o.insecure = true,
+            "--ping-interval" => o.ping_interval = Some(seconds(arg, &value(arg)?)?),
+            "--ping-timeout" => o.ping_timeout = Some(seconds(arg, &value(arg)?)?),
             a if a.starts_with('-') => return Err(format!("unknown option {a}")),
             a if o.url.is_empty() => o.url = a.to_owned(),
             a => return Err(format!("unexpected argument {a}")),
@@ -106,6 +125,15 @@ fn websocket(o: &Options) -> Result<WebSocket, String> {
             .add_root_certificate_pem(&pem)
             .map_err(|e| e.to_string())?;
         config = config.client_tls(tls);
+    }
+    if o.ping_interval.is_some() || o.ping_timeout.is_some() {
+        let every = Duration::from_secs(20);
+        config = config
+            .keepalive(
+                o.ping_interval.unwrap_or(every),
+                o.ping_timeout.unwrap_or(every),
+            )
+            .map_err(|e| e.to_string())?;
     }
     let ws = WebSocket::with_config(config);
     for (name, value) in &o.headers {
@@ -170,10 +198,11 @@ fn main() {
     ws.add_event_listener(Event::CLOSE, move |e: &Event| {
         let reason = e.target::<WebSocket>().map_or(0, |w| w.close_reason());
         if !e.text().is_empty() {
-            // A refused upgrade says why (its HTTP status and body).
+            // Why: a refused upgrade's HTTP status and body, a server that
+            // did not answer pings, a broken rule.
             eprintln!("client: {}", e.text());
         }
-        eprintln!("closed by the server (close reason {reason})");
+        eprintln!("closed (close reason {reason})");
         let _ = ready_tx.send(Err(format!("closed (close reason {reason})")));
         // Standard input may still be open: nothing more can be sent.
         std::process::exit(exit_status(reason));

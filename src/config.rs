@@ -1,7 +1,9 @@
 //! Limits, timeouts and socket options.
 
+use crate::error::Error;
 use crate::limit::ConnectionLimit;
 use crate::proto::budget::MemoryBudget;
+use crate::proto::connection::Keepalive;
 use crate::proto::Role;
 use crate::proxy::Proxy;
 use crate::tls::ClientTls;
@@ -74,6 +76,7 @@ pub(crate) struct Options {
     pub(crate) max_redirects: u32,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) max_buffered_amount: usize,
+    pub(crate) keepalive: Option<Keepalive>,
 }
 
 impl Options {
@@ -99,6 +102,7 @@ impl Options {
             max_redirects: 0,
             allowed_origins: Vec::new(),
             max_buffered_amount: 16 << 20,
+            keepalive: None,
             client_tls: ClientTls::default(),
         };
         match role {
@@ -294,6 +298,46 @@ impl Config {
     #[must_use]
     pub fn release_buffers_after(self, quiet: Duration) -> Self {
         self.set(|o| o.release_buffers_after = quiet)
+    }
+
+    /// Keepalive, to find peers that are gone without a word (a laptop
+    /// asleep, a NAT that dropped the mapping, a frozen server): after
+    /// `interval` in which nothing arrived, a ping; after `timeout` more
+    /// still without anything (any frame from the peer counts, not only the
+    /// pong), the peer is declared dead. The connection then fails at once:
+    /// a close frame with 1011 if it can be written without waiting, the
+    /// socket closed without waiting for an answer, `close_reason()` 1011,
+    /// and `close` carrying [`Error::Timeout`](crate::Error::Timeout) with
+    /// [`Timeout::Keepalive`](crate::Timeout::Keepalive) ("the peer did not
+    /// answer pings"). Driven by the connection's own timers: no thread.
+    /// Off by default in both roles. Not in AIR.
+    ///
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when
+    /// either is zero.
+    ///
+    /// ```
+    /// use airws::Config;
+    /// use std::time::Duration;
+    ///
+    /// let config = Config::default().keepalive(Duration::from_secs(20), Duration::from_secs(20))?;
+    /// assert!(Config::default().keepalive(Duration::ZERO, Duration::from_secs(1)).is_err());
+    /// # let _ = config;
+    /// # Ok::<(), airws::Error>(())
+    /// ```
+    pub fn keepalive(self, interval: Duration, timeout: Duration) -> Result<Self, Error> {
+        if interval.is_zero() || timeout.is_zero() {
+            return Err(Error::argument(format!(
+                "keepalive: the ping interval ({interval:?}) and the pong timeout \
+                 ({timeout:?}) must both be longer than zero"
+            )));
+        }
+        Ok(self.set(|o| o.keepalive = Some(Keepalive { interval, timeout })))
+    }
+
+    /// Turns [`keepalive`](Self::keepalive) off (the default).
+    #[must_use]
+    pub fn no_keepalive(self) -> Self {
+        self.set(|o| o.keepalive = None)
     }
 
     /// The most bytes that sends which must not block may leave waiting to

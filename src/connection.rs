@@ -752,6 +752,13 @@ pub(crate) fn read_loop(
                     }
                 }
                 st.proto.handle_timeout(now);
+                if st.proto.failure() == Some(Failure::PeerDead) {
+                    // A peer declared dead is not waited for: its close
+                    // frame goes out only if it can at once.
+                    let _ = conn
+                        .transport
+                        .set_write_timeout(Some(Duration::from_millis(1)));
+                }
             }
             Err(e) => {
                 st.proto.stream_failed();

@@ -244,6 +244,9 @@ pub enum Timeout {
     Idle,
     /// `message_timeout`: a message did not end that long after it began.
     Message,
+    /// `keepalive`: nothing arrived for its interval and timeout, a ping
+    /// sent between: the peer did not answer pings.
+    Keepalive,
 }
 
 impl fmt::Display for Timeout {
@@ -254,6 +257,7 @@ impl fmt::Display for Timeout {
             Timeout::Write => "write",
             Timeout::Idle => "idle",
             Timeout::Message => "message",
+            Timeout::Keepalive => "keepalive",
         })
     }
 }

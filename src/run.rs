@@ -109,6 +109,11 @@ impl Session {
                         context: "A message was not finished".to_owned(),
                     })
                 }
+                Some(Failure::PeerDead) => self.config().keepalive.map(|k| Error::Timeout {
+                    which: Timeout::Keepalive,
+                    after: k.interval + k.timeout,
+                    context: "The peer did not answer pings".to_owned(),
+                }),
                 Some(Failure::IdleTimeout) => {
                     self.config().idle_timeout.map(|after| Error::Timeout {
                         which: Timeout::Idle,

@@ -52,6 +52,7 @@ impl Session {
             idle_timeout: self.config().idle_timeout,
             message_timeout: self.config().message_timeout,
             budget: Some(self.config().memory_budget.clone()),
+            keepalive: self.config().keepalive,
         }
     }
 

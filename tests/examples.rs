@@ -159,6 +159,36 @@ fn client_exits_non_zero_after_a_close_with_another_code() {
 }
 
 #[test]
+fn client_with_keepalive_exits_non_zero_naming_a_server_that_stopped_answering() {
+    // A server that completes the handshake, then never answers: it reads
+    // the pings and drops them, until the client is gone.
+    let port = one_shot_server(|mut s| {
+        let head = support::read_head(&mut s);
+        let key = support::header(&head, "Sec-WebSocket-Key").unwrap_or_default();
+        let _ = s.write_all(&airws::proto::handshake::accept_response(key, None));
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut buf = [0u8; 1024];
+        while let Ok(1..) = std::io::Read::read(&mut s, &mut buf) {}
+    });
+    let mut child = Command::new(example("client"))
+        .args(["--ping-interval", "0.2", "--ping-timeout", "0.3"])
+        .arg(format!("ws://127.0.0.1:{port}/"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    // Standard input stays open: the client does not close by itself.
+    let stdin = child.stdin.take();
+    let out = output_within_30_s(child, "client exits when the server is found dead");
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("did not answer pings"), "stderr: {stderr}");
+    assert!(stderr.contains("close reason 1011"), "stderr: {stderr}");
+}
+
+#[test]
 fn air_port_runs_its_exchange_and_exits_zero() {
     let child = Command::new(example("air_port"))
         .stdout(Stdio::piped())

@@ -747,3 +747,51 @@ fn our_client_sends_a_bearer_token_and_a_cookie_to_python_websockets() {
     ws.close(WebSocket::CLOSE_NORMAL).expect("close");
     assert!(ws.wait_closed(PEER_WAIT));
 }
+
+#[test]
+fn keepalive_finds_a_frozen_python_websockets_server_dead() {
+    let (mut server, port) = PeerProcess::server(Peer::Python, &[]);
+    let (interval, timeout) = (Duration::from_millis(200), Duration::from_millis(300));
+    let config = Config::default()
+        .keepalive(interval, timeout)
+        .expect("a valid keepalive");
+    let ws = WebSocket::with_config(config);
+    let (tx, closed) = mpsc::channel();
+    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
+        let keepalive = matches!(
+            e.error(),
+            Some(airws::Error::Timeout {
+                which: airws::Timeout::Keepalive,
+                ..
+            })
+        );
+        let _ = tx.send((e.text().to_owned(), keepalive));
+    });
+    let rx = record(&ws);
+    ws.connect(&format!("ws://127.0.0.1:{port}/"), &["chat"])
+        .expect("connect");
+    assert_eq!(next(&rx), Seen::Connect);
+    assert_eq!(server.expect("PROTOCOL"), "chat");
+    // Alive and answering our pings: three times the bound passes quietly.
+    std::thread::sleep((interval + timeout) * 3);
+    assert!(ws.connected(), "a peer that answers pings is alive");
+    assert!(closed.try_recv().is_err());
+    // Frozen (SIGSTOP): its kernel still acknowledges, it answers nothing.
+    let pid = server.child.id().to_string();
+    let stop = Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill -STOP");
+    assert!(stop.success());
+    let frozen = Instant::now();
+    let (text, keepalive) = closed.recv_timeout(WAIT).expect("close within the wait");
+    let took = frozen.elapsed();
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    assert!(keepalive, "close carries Timeout::Keepalive: {text}");
+    assert!(text.contains("did not answer pings"), "{text}");
+    assert_eq!(ws.close_reason(), 1011);
+    assert!(
+        took >= timeout,
+        "declared dead after {took:?}, before the timeout had passed"
+    );
+}

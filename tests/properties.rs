@@ -665,6 +665,7 @@ fn feed_connection(
         idle_timeout: None,
         message_timeout: None,
         budget: None,
+        keepalive: None,
     };
     let mut conn = Connection::new(role, settings, now);
     let mut messages = Vec::new();

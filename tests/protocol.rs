@@ -6,7 +6,7 @@
 //! base instant every simulated time is an offset from.
 
 use airws::proto::budget::MemoryBudget;
-use airws::proto::connection::{Connection, Ending, SendError, Settings};
+use airws::proto::connection::{Connection, Ending, Failure, Keepalive, SendError, Settings};
 use airws::proto::frame::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
 use airws::proto::receiver::{Incoming, Limits};
 use airws::proto::Role;
@@ -29,6 +29,7 @@ fn settings() -> Settings {
         idle_timeout: None,
         message_timeout: None,
         budget: None,
+        keepalive: None,
     }
 }
 
@@ -2073,4 +2074,101 @@ fn time_paused_by_the_application_is_left_out_of_the_idle_and_message_timeouts()
     let mut out = Vec::new();
     assert!(server.conn.poll_transmit(&mut out));
     assert_eq!(frames(Role::Server, &out)[0].close_code(), Some(1001));
+}
+
+// ------------------------------------------------------------------ keepalive
+
+fn keepalive(interval: u64, timeout: u64) -> Settings {
+    Settings {
+        keepalive: Some(Keepalive {
+            interval: Duration::from_secs(interval),
+            timeout: Duration::from_secs(timeout),
+        }),
+        ..settings()
+    }
+}
+
+/// Takes what `side` queued and returns it as frames.
+fn sent_frames(side: &mut Side, role: Role) -> Vec<Frame> {
+    let mut out = Vec::new();
+    side.conn.poll_transmit(&mut out);
+    frames(role, &out)
+}
+
+#[test]
+fn keepalive_pings_after_the_interval_and_fails_a_silent_peer_at_once_with_1011() {
+    let (clock, mut client) = lone(Role::Client, keepalive(10, 5));
+    let t0 = clock.now();
+    let at = |secs: u64| t0 + Duration::from_secs(secs);
+    assert_eq!(client.conn.poll_timeout(), Some(at(10)));
+    client.conn.handle_timeout(at(9));
+    assert!(!client.conn.has_transmit(), "no ping before the interval");
+    client.conn.handle_timeout(at(10));
+    assert_eq!(
+        sent_frames(&mut client, Role::Client),
+        [Frame::new(true, OP_PING, &1u32.to_be_bytes())]
+    );
+    // The ping is out: the next deadline is the peer's last chance.
+    assert_eq!(client.conn.poll_timeout(), Some(at(15)));
+    client.conn.handle_timeout(at(12));
+    assert!(!client.conn.has_transmit(), "one ping per silence");
+    client.conn.handle_timeout(at(15) - Duration::from_nanos(1));
+    assert_eq!(client.conn.ending(), None);
+    client.conn.handle_timeout(at(15));
+    // Dead: a close frame for the writer, and the end, without a wait.
+    assert_eq!(client.conn.ending(), Some(Ending::Failed(1011)));
+    assert_eq!(client.conn.failure(), Some(Failure::PeerDead));
+    assert_eq!(client.conn.close_reason(Ending::Failed(1011)), 1011);
+    assert_eq!(
+        sent_frames(&mut client, Role::Client),
+        [Frame::close(1011, "peer did not answer pings")]
+    );
+    assert_eq!(client.conn.poll_timeout(), None);
+}
+
+#[test]
+fn any_frame_from_the_peer_is_a_sign_of_life_for_the_keepalive() {
+    let (clock, mut server) = lone(Role::Server, keepalive(10, 5));
+    let t0 = clock.now();
+    let at = |secs: u64| t0 + Duration::from_secs(secs);
+    server.conn.handle_timeout(at(10));
+    assert_eq!(sent_frames(&mut server, Role::Server)[0].opcode, OP_PING);
+    // Not the pong: a text message answers as well.
+    server.feed(&client_frame(true, OP_TEXT, b"busy"), at(13));
+    assert_eq!(server.inbox, [text("busy")]);
+    assert_eq!(server.conn.poll_timeout(), Some(at(23)));
+    server.conn.handle_timeout(at(15));
+    assert_eq!(server.conn.ending(), None, "alive");
+    // The next silence gets the next ping, which a pong answers.
+    server.conn.handle_timeout(at(23));
+    assert_eq!(
+        sent_frames(&mut server, Role::Server),
+        [Frame::new(true, OP_PING, &2u32.to_be_bytes())]
+    );
+    server.feed(&client_frame(true, OP_PONG, &2u32.to_be_bytes()), at(24));
+    assert_eq!(server.conn.poll_timeout(), Some(at(34)));
+    // One byte of a frame is enough.
+    server.conn.handle_timeout(at(34));
+    assert_eq!(sent_frames(&mut server, Role::Server)[0].opcode, OP_PING);
+    let ping = client_frame(true, OP_PING, b"?");
+    server.conn.receive(&ping[..1], at(38));
+    server.conn.handle_timeout(at(39));
+    assert_eq!(server.conn.ending(), None);
+    assert_eq!(server.conn.poll_timeout(), Some(at(48)));
+}
+
+#[test]
+fn keepalive_is_quiet_once_the_closing_handshake_began_and_starts_afresh_per_connection() {
+    let (clock, mut client) = lone(Role::Client, keepalive(10, 5));
+    let t0 = clock.now();
+    let at = |secs: u64| t0 + Duration::from_secs(secs);
+    assert!(client.conn.close(Some(1000), "", at(1)));
+    let _ = sent_frames(&mut client, Role::Client);
+    // The close timeout (not the keepalive) bounds the wait now.
+    assert_eq!(client.conn.poll_timeout(), Some(at(1) + CLOSE_TIMEOUT));
+    client.conn.handle_timeout(at(11));
+    assert!(!client.conn.has_transmit(), "no ping after the close frame");
+    // A new connection counts from its own start.
+    let next = Connection::new(Role::Client, keepalive(10, 5), at(100));
+    assert_eq!(next.poll_timeout(), Some(at(110)));
 }

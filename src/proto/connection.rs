@@ -28,6 +28,7 @@
 //!     idle_timeout: None,
 //!     message_timeout: None,
 //!     budget: None,
+//!     keepalive: None,
 //! };
 //! let now = Instant::now();
 //! let mut client = Connection::new(Role::Client, settings, now);
@@ -81,6 +82,21 @@ pub struct Settings {
     /// partial message, its kept buffers) is charged to; `None`: no budget
     /// beyond the limits.
     pub budget: Option<MemoryBudget>,
+    /// Pings that find a dead peer; `None`: none are sent.
+    pub keepalive: Option<Keepalive>,
+}
+
+/// Keepalive: after `interval` in which nothing arrived from the peer, a
+/// ping; when `timeout` more passes still without anything (any byte is a
+/// sign of life, a pong or not), the peer is declared dead and the
+/// connection fails at once with 1011 ([`Failure::PeerDead`]), without
+/// waiting for a closing handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence after which a ping is sent.
+    pub interval: Duration,
+    /// Further silence after which the peer is dead.
+    pub timeout: Duration,
 }
 
 /// How a connection ended.
@@ -108,6 +124,9 @@ pub enum Failure {
     IdleTimeout,
     /// A message did not end within the message timeout (close code 1008).
     MessageTimeout,
+    /// Nothing arrived for the keepalive's interval and timeout, a ping
+    /// sent between (close code 1011; the connection ends at once).
+    PeerDead,
 }
 
 impl Failure {
@@ -117,6 +136,7 @@ impl Failure {
             Failure::Violation(v) => v.code,
             Failure::IdleTimeout => GOING_AWAY,
             Failure::MessageTimeout => close::POLICY_VIOLATION,
+            Failure::PeerDead => close::INTERNAL_ERROR,
         }
     }
 }
@@ -192,6 +212,10 @@ pub struct Connection {
     messages_seen: u64,
     /// When the message being received began, if one is.
     message_since: Option<Instant>,
+    /// The `last_received` at the keepalive's ping: a ping is out for it.
+    pinged_for: Option<Instant>,
+    /// Keepalive pings sent (their payload).
+    pings: u32,
     ending: Option<Ending>,
 }
 
@@ -223,6 +247,8 @@ impl Connection {
             last_received: now,
             messages_seen: 0,
             message_since: None,
+            pinged_for: None,
+            pings: 0,
             ending: None,
         }
     }
@@ -397,6 +423,7 @@ impl Connection {
                 Failure::Violation(v) => v.reason,
                 Failure::IdleTimeout => "idle timeout",
                 Failure::MessageTimeout => "message not finished in time",
+                Failure::PeerDead => "peer did not answer pings",
             };
             self.queue_close(Some(code), reason);
         }
@@ -459,10 +486,23 @@ impl Connection {
             .idle_timeout
             .map(|idle| self.last_received + idle);
         let message = self.message_deadline();
-        match (idle, message) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [idle, message, self.keepalive_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When the keepalive acts next: the ping, or, a ping out, the end.
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let k = self.settings.keepalive?;
+        if self.close.sent() {
+            return None;
         }
+        Some(if self.pinged_for == Some(self.last_received) {
+            self.last_received + k.interval + k.timeout
+        } else {
+            self.last_received + k.interval
+        })
     }
 
     /// Leaves `paused` out of the idle and message timeouts: the time the
@@ -507,8 +547,39 @@ impl Connection {
             if now >= self.last_received + idle {
                 log::debug!("idle for {idle:?}: closing");
                 self.fail(Failure::IdleTimeout, now);
+                return;
             }
         }
+        if let Some(k) = self.settings.keepalive {
+            if self.close.sent() {
+                return;
+            }
+            let silent = now.saturating_duration_since(self.last_received);
+            if silent >= k.interval + k.timeout && self.pinged_for == Some(self.last_received) {
+                log::debug!("nothing from the peer for {silent:?}, a ping unanswered: it is dead");
+                self.peer_dead();
+            } else if silent >= k.interval && self.pinged_for != Some(self.last_received) {
+                self.pings = self.pings.wrapping_add(1);
+                match self
+                    .sender
+                    .encode(&mut self.out, OP_PING, &self.pings.to_be_bytes())
+                {
+                    Ok(()) => self.pinged_for = Some(self.last_received),
+                    Err(e) => log::debug!("no keepalive ping: {e}"),
+                }
+            }
+        }
+    }
+
+    /// The peer did not answer the keepalive: a close frame (1011) for the
+    /// writer to send if it can at once, and the end, without waiting for
+    /// the peer's answer.
+    fn peer_dead(&mut self) {
+        let failure = *self.failed.get_or_insert(Failure::PeerDead);
+        if self.close.local_close(Some(failure.code())) {
+            self.queue_close(Some(failure.code()), "peer did not answer pings");
+        }
+        self.ending.get_or_insert(Ending::Failed(failure.code()));
     }
 
     // ------------------------------------------------------------ output
