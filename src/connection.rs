@@ -547,6 +547,11 @@ impl Conn {
         self.lock().proto.close_reason(ending)
     }
 
+    /// The reason the peer's close frame gave ("" for none).
+    pub(crate) fn peer_close_reason(&self) -> String {
+        self.lock().proto.peer_close_reason().to_owned()
+    }
+
     /// Records the calling thread as the one that runs the read loop.
     pub(crate) fn set_reader_thread(&self) {
         let _ = self.reader_thread.set(thread::current().id());

@@ -247,6 +247,12 @@ pub enum Timeout {
     /// `keepalive`: nothing arrived for its interval and timeout, a ping
     /// sent between: the peer did not answer pings.
     Keepalive,
+    /// The timeout of a blocking [`receive`](crate::WebSocket::receive):
+    /// no message came.
+    Receive,
+    /// The timeout of [`close_and_wait`](crate::WebSocket::close_and_wait):
+    /// the closing handshake did not end.
+    Close,
 }
 
 impl fmt::Display for Timeout {
@@ -258,6 +264,8 @@ impl fmt::Display for Timeout {
             Timeout::Idle => "idle",
             Timeout::Message => "message",
             Timeout::Keepalive => "keepalive",
+            Timeout::Receive => "receive",
+            Timeout::Close => "close",
         })
     }
 }
@@ -425,6 +433,70 @@ impl fmt::Display for Message<'_> {
                 "sendMessage: {buffered} bytes wait to be written, and this message would \
                  pass the limit of {limit}: the peer reads slower than this end sends"
             ),
+        }
+    }
+}
+
+/// A clone is the same error; an [`Error::Io`]'s `source` becomes an
+/// `io::Error` of the same kind and message (the operating system's code is
+/// kept in its text).
+impl Clone for Error {
+    fn clone(&self) -> Error {
+        match self {
+            Error::InvalidArgument { message } => Error::InvalidArgument {
+                message: message.clone(),
+            },
+            Error::InvalidUrl { url, message } => Error::InvalidUrl {
+                url: url.clone(),
+                message: message.clone(),
+            },
+            Error::AlreadyOpen { operation } => Error::AlreadyOpen { operation },
+            Error::NotOpen { operation, state } => Error::NotOpen { operation, state },
+            Error::IllegalOperation { message } => Error::IllegalOperation {
+                message: message.clone(),
+            },
+            Error::Io {
+                kind,
+                context,
+                source,
+            } => Error::Io {
+                kind: *kind,
+                context: context.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Timeout {
+                which,
+                after,
+                context,
+            } => Error::Timeout {
+                which: *which,
+                after: *after,
+                context: context.clone(),
+            },
+            Error::Tls {
+                certificate,
+                message,
+            } => Error::Tls {
+                certificate: *certificate,
+                message: message.clone(),
+            },
+            Error::Protocol { code, message } => Error::Protocol {
+                code: *code,
+                message: message.clone(),
+            },
+            Error::HandshakeRefused(refusal) => Error::HandshakeRefused(refusal.clone()),
+            Error::Proxy { status, message } => Error::Proxy {
+                status: *status,
+                message: message.clone(),
+            },
+            Error::Redirect { message } => Error::Redirect {
+                message: message.clone(),
+            },
+            Error::TooManyConnections { limit } => Error::TooManyConnections { limit: *limit },
+            Error::BufferFull { buffered, limit } => Error::BufferFull {
+                buffered: *buffered,
+                limit: *limit,
+            },
         }
     }
 }

@@ -35,6 +35,26 @@
 //! }
 //! ```
 //!
+//! A script uses the blocking calls instead: [`WebSocket::open`] waits for
+//! the connection, [`WebSocket::receive`] for the next message (or the
+//! close), [`WebSocket::close_and_wait`] for the closing handshake:
+//!
+//! ```no_run
+//! use airws::WebSocket;
+//! use std::time::Duration;
+//!
+//! fn main() -> Result<(), airws::Error> {
+//!     let ws = WebSocket::open("ws://127.0.0.1:9001/", Duration::from_secs(5))?;
+//!     ws.send_message(WebSocket::FMT_TEXT, "Hello")?;
+//!     println!("{}", ws.receive(Duration::from_secs(5))?);
+//!     ws.close_and_wait(WebSocket::CLOSE_NORMAL, Duration::from_secs(5))?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A GUI loop attaches its `WebSocket`s to an [`EventPump`], whose thread
+//! then runs their listeners.
+//!
 //! The layers: [`proto`] is the sans-I/O protocol core (frames, handshake,
 //! message assembly, closing); [`WebSocket`] and [`ServerSocket`] are the
 //! blocking layer, with one thread per connection that reads and dispatches
@@ -48,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod blocking;
 mod config;
 mod connection;
 mod deadline;
@@ -70,6 +91,7 @@ mod transport;
 mod upgrade_event;
 mod websocket;
 
+pub use blocking::Received;
 pub use config::{Config, MAX_MESSAGE_CEILING};
 pub use dispatcher::{EventDispatcher, Listener, ListenerId, ListenerRegistry};
 pub use error::{Error, IoErrorKind, Timeout};

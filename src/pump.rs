@@ -122,6 +122,9 @@ pub(crate) struct Queue {
     max_bytes: usize,
     /// The pump's thread: where local listeners live.
     thread: ThreadId,
+    /// Pumped by `WebSocket::receive` rather than an `EventPump`: the
+    /// owner's sends block as usual.
+    by_receive: bool,
 }
 
 /// Why an event was not queued.
@@ -139,6 +142,60 @@ impl Queue {
 
     pub(crate) fn thread(&self) -> ThreadId {
         self.thread
+    }
+
+    /// A queue of its own for a `WebSocket` used with blocking calls
+    /// (`WebSocket::open`, `receive`): the events wait for `receive`.
+    pub(crate) fn for_receive() -> Arc<Queue> {
+        Arc::new(Queue::new(DEFAULT_PUMP_EVENTS, DEFAULT_PUMP_BYTES, true))
+    }
+
+    fn new(max_events: usize, max_bytes: usize, by_receive: bool) -> Queue {
+        Queue {
+            state: Mutex::new(QueueState::default()),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            waker: Mutex::new(None),
+            max_events: max_events.max(1),
+            max_bytes: max_bytes.max(1),
+            thread: thread::current().id(),
+            by_receive,
+        }
+    }
+
+    /// Whether no event waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().items.is_empty()
+    }
+
+    /// Whether sends from the owner's thread must not block (an
+    /// `EventPump`'s queue).
+    pub(crate) fn sends_must_not_block(&self) -> bool {
+        !self.by_receive
+    }
+
+    /// Waits until `deadline` for an event, and dispatches it on this
+    /// thread; returns it, or `None` at the deadline.
+    pub(crate) fn next_dispatched(&self, deadline: Instant) -> Option<Arc<Event>> {
+        loop {
+            let mut st = self.lock();
+            while st.items.is_empty() {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                st = match self.not_empty.wait_timeout(st, deadline - now) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+            drop(st);
+            if let Some(item) = self.pop() {
+                if let Some(event) = dispatch_item(item) {
+                    return Some(event);
+                }
+            }
+        }
     }
 
     /// Queues `event` of the `WebSocket` (`shared`, `handle`), waiting while
@@ -296,15 +353,7 @@ impl EventPump {
     /// takes one event of any size).
     pub fn with_limits(max_events: usize, max_bytes: usize) -> EventPump {
         EventPump {
-            queue: Arc::new(Queue {
-                state: Mutex::new(QueueState::default()),
-                not_empty: Condvar::new(),
-                not_full: Condvar::new(),
-                waker: Mutex::new(None),
-                max_events: max_events.max(1),
-                max_bytes: max_bytes.max(1),
-                thread: thread::current().id(),
-            }),
+            queue: Arc::new(Queue::new(max_events, max_bytes, false)),
             _local: PhantomData,
         }
     }
@@ -345,22 +394,9 @@ impl EventPump {
         while left > 0 {
             left -= 1;
             let Some(item) = self.queue.pop() else { break };
-            if let Some(answer) = &item.answer {
-                if !answer.wanted() {
-                    continue;
-                }
+            if dispatch_item(item).is_some() {
+                dispatched += 1;
             }
-            let target = item
-                .handle
-                .upgrade()
-                .map(|handle| Arc::new(WebSocket::from_handle(handle)) as EventTarget);
-            item.event.set_target(target);
-            item.shared.listeners.dispatch(&item.event);
-            item.event.set_target(None);
-            if let Some(answer) = &item.answer {
-                answer.dispatched();
-            }
-            dispatched += 1;
         }
         dispatched
     }
@@ -384,6 +420,28 @@ impl EventPump {
         drop(st);
         self.dispatch_pending()
     }
+}
+
+/// Runs the listeners of a queued event on this thread, unless it is a
+/// decision the connection stopped waiting for; returns the event when it
+/// was dispatched.
+fn dispatch_item(item: Item) -> Option<Arc<Event>> {
+    if let Some(answer) = &item.answer {
+        if !answer.wanted() {
+            return None;
+        }
+    }
+    let target = item
+        .handle
+        .upgrade()
+        .map(|handle| Arc::new(WebSocket::from_handle(handle)) as EventTarget);
+    item.event.set_target(target);
+    item.shared.listeners.dispatch(&item.event);
+    item.event.set_target(None);
+    if let Some(answer) = &item.answer {
+        answer.dispatched();
+    }
+    Some(item.event)
 }
 
 impl Drop for EventPump {

@@ -63,6 +63,7 @@ impl Session {
                 st.phase = Phase::Closed;
                 st.conn = None;
                 st.close_reason = i32::from(reason);
+                st.close_text = conn.peer_close_reason();
                 if notify {
                     st.ending_listeners = Some(self.generation);
                 }

@@ -57,6 +57,8 @@ pub(crate) struct State {
     pub(crate) protocol: String,
     /// The `closeReason` property.
     pub(crate) close_reason: i32,
+    /// The reason in the peer's close frame of the last connection.
+    pub(crate) close_text: String,
     /// The generation whose ending's listeners (`ioError`, `close`, ...)
     /// are running: `wait_closed` waits for them too.
     pub(crate) ending_listeners: Option<u64>,
@@ -153,6 +155,10 @@ pub(crate) struct Shared {
     pub(crate) ended: Condvar,
     /// The pump that runs the listeners, once attached (`EventPump::attach`).
     pub(crate) pump: OnceLock<Weak<Queue>>,
+    /// The queue `receive` pumps, for a `WebSocket` made by `open`.
+    pub(crate) own_queue: OnceLock<Arc<Queue>>,
+    /// A `receive` runs (its listeners may not call it again).
+    pub(crate) receiving: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -393,6 +399,7 @@ impl WebSocket {
                         pending: None,
                         protocol: String::new(),
                         close_reason: 0,
+                        close_text: String::new(),
                         ending_listeners: None,
                         request_headers: Vec::new(),
                         response: None,
@@ -400,6 +407,8 @@ impl WebSocket {
                     }),
                     ended: Condvar::new(),
                     pump: OnceLock::new(),
+                    own_queue: OnceLock::new(),
+                    receiving: std::sync::atomic::AtomicBool::new(false),
                 }),
             }),
         }
@@ -684,6 +693,7 @@ impl WebSocket {
         st.conn = None;
         st.pending = None;
         st.close_reason = 0;
+        st.close_text.clear();
         reset(&mut st);
         Ok(Session {
             shared: self.shared().clone(),
@@ -843,7 +853,7 @@ impl WebSocket {
             .pump
             .get()
             .and_then(Weak::upgrade)
-            .is_some_and(|q| q.thread() == thread::current().id())
+            .is_some_and(|q| q.sends_must_not_block() && q.thread() == thread::current().id())
     }
 
     fn open_conn(&self, operation: &'static str) -> Result<Arc<Conn>, Error> {

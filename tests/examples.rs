@@ -189,6 +189,36 @@ fn client_with_keepalive_exits_non_zero_naming_a_server_that_stopped_answering()
 }
 
 #[test]
+fn the_script_example_prints_the_echo_or_exits_non_zero_naming_the_cause() {
+    let (_server, url) = start_echo_server();
+    let child = Command::new(example("script"))
+        .args([url.as_str(), "héllo script"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start script");
+    let out = output_within_30_s(child, "script exits by itself");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "héllo script\n");
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let child = Command::new(example("script"))
+        .arg(format!("ws://127.0.0.1:{port}/"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start script");
+    let out = output_within_30_s(child, "script exits by itself");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("refused"), "stderr: {stderr}");
+}
+
+#[test]
 fn air_port_runs_its_exchange_and_exits_zero() {
     let child = Command::new(example("air_port"))
         .stdout(Stdio::piped())

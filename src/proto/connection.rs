@@ -216,6 +216,8 @@ pub struct Connection {
     pinged_for: Option<Instant>,
     /// Keepalive pings sent (their payload).
     pings: u32,
+    /// The reason in the peer's close frame.
+    peer_reason: Option<String>,
     ending: Option<Ending>,
 }
 
@@ -249,6 +251,7 @@ impl Connection {
             message_since: None,
             pinged_for: None,
             pings: 0,
+            peer_reason: None,
             ending: None,
         }
     }
@@ -366,7 +369,11 @@ impl Connection {
             match item {
                 Incoming::Ping(payload) => self.queue_pong(&payload),
                 Incoming::Close(parsed) => {
-                    self.on_close_frame(parsed.map(|(code, _)| code), now);
+                    let code = parsed.as_ref().map(|(code, _)| *code);
+                    if let Some((_, reason)) = parsed {
+                        self.peer_reason.get_or_insert(reason);
+                    }
+                    self.on_close_frame(code, now);
                 }
                 message => out.push(message),
             }
@@ -726,6 +733,12 @@ impl Connection {
     /// the socket.
     pub fn ending(&self) -> Option<Ending> {
         self.ending
+    }
+
+    /// The reason the peer's close frame gave, once one arrived ("" for
+    /// none).
+    pub fn peer_close_reason(&self) -> &str {
+        self.peer_reason.as_deref().unwrap_or("")
     }
 
     /// Why this end failed the connection (the reason of an
