@@ -52,7 +52,11 @@ impl WebSocket {
     /// connection or unknown host, an HTTP status, TLS, the timeout). For
     /// scripts; not in AIR. The `WebSocket` queues its messages for
     /// [`receive`](Self::receive), which also runs its listeners, if any, on
-    /// the calling thread.
+    /// the calling thread. What is not received waits, up to
+    /// [`DEFAULT_PUMP_EVENTS`](crate::DEFAULT_PUMP_EVENTS) events and
+    /// [`DEFAULT_PUMP_BYTES`](crate::DEFAULT_PUMP_BYTES) bytes (charged to the
+    /// memory budget); past that the connection stops reading until
+    /// `receive` makes room, so that TCP pushes back on the peer.
     ///
     /// ```no_run
     /// use airws::WebSocket;
