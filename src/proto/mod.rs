@@ -18,13 +18,16 @@
 //! - [`close`]: close codes and close payloads;
 //! - [`error`]: [`error::ProtocolError`], a rule the peer broke and its code;
 //! - [`budget`]: [`budget::MemoryBudget`], a limit on what peers make many
-//!   connections hold together.
+//!   connections hold together;
+//! - [`backoff`]: [`backoff::Backoff`], jittered exponential backoff for
+//!   trying a connection again, and which endings retrying cannot fix.
 //!
 //! The helpers the library is built from (`bytes`, `mask`, `utf8`,
 //! `sender`) are public only for the project's fuzz targets, property tests
 //! and benchmark; they are hidden from the documentation and may change in
 //! any release.
 
+pub mod backoff;
 pub mod budget;
 #[doc(hidden)]
 pub mod bytes;
