@@ -12,7 +12,10 @@
 //! fails the checks; `-s`/`--subprotocol P` (repeatable) offers P;
 //! `--ping-interval SECS` and `--ping-timeout SECS` turn keepalive on (either
 //! alone: 20 s for the other), so that a server that stops answering ends
-//! the client with "the peer did not answer pings" and exit status 1.
+//! the client with "the peer did not answer pings" and exit status 1;
+//! `--reconnect` comes back after the connection ends or fails in a way
+//! that trying again can fix (jittered backoff), sending the lines typed
+//! meanwhile once it is back, in order.
 //!
 //! When standard input ends it sends a close, still prints every message that
 //! arrives before the server's close reply, and exits. Binary messages are
@@ -23,12 +26,15 @@
 //! failed connection, a close with another code, a dropped link), with the
 //! reason on standard error; 2 for a bad command line.
 
+use airws::proto::backoff::Backoff;
 use airws::{
-    ClientTls, Config, Event, EventDispatcher, IOErrorEvent, Proxy, SecurityErrorEvent, WebSocket,
-    WebSocketEvent,
+    ClientTls, Config, Event, EventDispatcher, IOErrorEvent, Proxy, ReconnectEvent,
+    SecurityErrorEvent, WebSocket, WebSocketEvent,
 };
+use std::collections::VecDeque;
 use std::io::{BufRead, Write};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 const USAGE: &str = "usage: client [OPTIONS] ws://HOST:PORT/PATH
@@ -41,6 +47,8 @@ const USAGE: &str = "usage: client [OPTIONS] ws://HOST:PORT/PATH
   -k, --insecure               accept a server certificate that fails the checks
       --ping-interval SECS     ping after SECS without a word from the server (keepalive)
       --ping-timeout SECS      after SECS more without one, the server is dead: exit 1
+      --reconnect              come back after a lost connection; lines typed meanwhile
+                               are sent once it is back, in order
   -h, --help                   print this help
 
 Without --proxy, the proxy the environment names is used (http_proxy for ws://,
@@ -58,6 +66,7 @@ struct Options {
     insecure: bool,
     ping_interval: Option<Duration>,
     ping_timeout: Option<Duration>,
+    reconnect: bool,
 }
 
 /// Seconds on the command line: a positive number.
@@ -102,6 +111,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "-k" | "--insecure" => o.insecure = true,
             "--ping-interval" => o.ping_interval = Some(seconds(arg, &value(arg)?)?),
             "--ping-timeout" => o.ping_timeout = Some(seconds(arg, &value(arg)?)?),
+            "--reconnect" => o.reconnect = true,
             a if a.starts_with('-') => return Err(format!("unknown option {a}")),
             a if o.url.is_empty() => o.url = a.to_owned(),
             a => return Err(format!("unexpected argument {a}")),
@@ -134,6 +144,9 @@ fn websocket(o: &Options) -> Result<WebSocket, String> {
                 o.ping_timeout.unwrap_or(every),
             )
             .map_err(|e| e.to_string())?;
+    }
+    if o.reconnect {
+        config = config.reconnect(Backoff::default());
     }
     let ws = WebSocket::with_config(config);
     for (name, value) in &o.headers {
@@ -169,9 +182,33 @@ fn main() {
     let url = options.url.clone();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
 
+    // Lines typed while the connection is away (--reconnect), in order.
+    let pending: Arc<Mutex<VecDeque<String>>> = Arc::default();
+    let opened_once = Arc::new(AtomicBool::new(false));
     let tx = ready_tx.clone();
-    ws.add_event_listener(Event::CONNECT, move |_e: &Event| {
+    let (waiting, once) = (pending.clone(), opened_once.clone());
+    ws.add_event_listener(Event::CONNECT, move |e: &Event| {
+        if once.swap(true, Ordering::SeqCst) {
+            eprintln!("connected again");
+        }
+        let mut waiting = waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ws) = e.target::<WebSocket>() {
+            while let Some(line) = waiting.pop_front() {
+                if let Err(err) = ws.send_message(WebSocket::FMT_TEXT, line) {
+                    eprintln!("client: {err}");
+                    break;
+                }
+            }
+        }
         let _ = tx.send(Ok(()));
+    });
+    ws.add_event_listener(ReconnectEvent::RECONNECTING, |e: &Event| {
+        let cause = e.error().map(|err| err.to_string()).unwrap_or_default();
+        eprintln!(
+            "client: {cause}; reconnecting in {:.1} s (attempt {})",
+            e.reconnect_delay().as_secs_f64(),
+            e.reconnect_attempt()
+        );
     });
     ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
         let mut out = std::io::stdout().lock();
@@ -183,7 +220,15 @@ fn main() {
     });
     for kind in [IOErrorEvent::IO_ERROR, SecurityErrorEvent::SECURITY_ERROR] {
         let tx = ready_tx.clone();
+        let once = opened_once.clone();
         ws.add_event_listener(kind, move |e: &Event| {
+            if once.load(Ordering::SeqCst)
+                && !e.target::<WebSocket>().is_some_and(|w| w.connected())
+            {
+                // Given up after the connection was lost: no close follows.
+                eprintln!("client: {}", e.text());
+                std::process::exit(1);
+            }
             let _ = tx.send(Err(e.text().to_owned()));
         });
     }
@@ -224,7 +269,24 @@ fn main() {
 
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        if let Err(e) = ws.send_message(WebSocket::FMT_TEXT, line) {
+        let sent = {
+            let mut waiting = pending.lock().unwrap_or_else(|p| p.into_inner());
+            if options.reconnect && (!ws.connected() || !waiting.is_empty()) {
+                // Away: sent by the connect listener once back.
+                waiting.push_back(line);
+                Ok(())
+            } else {
+                match ws.send_message(WebSocket::FMT_TEXT, line.as_str()) {
+                    // Lost just now: it goes with the others once back.
+                    Err(airws::Error::NotOpen { .. }) if options.reconnect => {
+                        waiting.push_back(line);
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
+        };
+        if let Err(e) = sent {
             eprintln!("client: {e}");
             std::process::exit(1);
         }

@@ -2,6 +2,7 @@
 
 use crate::error::Error;
 use crate::limit::ConnectionLimit;
+use crate::proto::backoff::Backoff;
 use crate::proto::budget::MemoryBudget;
 use crate::proto::connection::Keepalive;
 use crate::proto::Role;
@@ -77,6 +78,7 @@ pub(crate) struct Options {
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) max_buffered_amount: usize,
     pub(crate) keepalive: Option<Keepalive>,
+    pub(crate) reconnect: Option<Backoff>,
 }
 
 impl Options {
@@ -103,6 +105,7 @@ impl Options {
             allowed_origins: Vec::new(),
             max_buffered_amount: 16 << 20,
             keepalive: None,
+            reconnect: None,
             client_tls: ClientTls::default(),
         };
         match role {
@@ -332,6 +335,39 @@ impl Config {
             )));
         }
         Ok(self.set(|o| o.keepalive = Some(Keepalive { interval, timeout })))
+    }
+
+    /// A client tries again, after the delays of `backoff`, when its
+    /// connection ends or an attempt fails in a way that trying again can
+    /// fix: not after a refused certificate, an upgrade refused with a 4xx
+    /// other than 408 and 429 (or a 3xx), a close with 1002, 1003, 1007,
+    /// 1008, 1009, 1010 or 1015 ([`proto::backoff`](crate::proto::backoff)),
+    /// nor after `close()` or when the last handle is dropped, which also
+    /// stop a wait at once. Before each attempt a
+    /// [`reconnecting`](crate::ReconnectEvent) event says which, after how
+    /// long and why; `connect` follows each success. While it waits the
+    /// `WebSocket` is connecting: `send_message` fails with
+    /// [`Error::NotOpen`](crate::Error::NotOpen). When it gives up (attempts
+    /// spent, or a failure it cannot fix), the last failure's events are
+    /// dispatched as without reconnecting. Off by default; client only. Not
+    /// in AIR.
+    ///
+    /// ```
+    /// use airws::proto::backoff::Backoff;
+    /// use airws::Config;
+    ///
+    /// let config = Config::default().reconnect(Backoff::default().max_attempts(Some(10)));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn reconnect(self, backoff: Backoff) -> Self {
+        self.set(|o| o.reconnect = Some(backoff))
+    }
+
+    /// Turns [`reconnect`](Self::reconnect) off (the default).
+    #[must_use]
+    pub fn no_reconnect(self) -> Self {
+        self.set(|o| o.reconnect = None)
     }
 
     /// Turns [`keepalive`](Self::keepalive) off (the default).

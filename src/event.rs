@@ -136,12 +136,19 @@ impl PartialEq<EventType> for &str {
 #[derive(Debug)]
 pub(crate) enum Payload {
     None,
-    IoError { error_id: i32, text: String },
+    IoError {
+        error_id: i32,
+        text: String,
+    },
     Text(String),
     Message(Message),
     Socket(Mutex<Option<AcceptedSocket>>),
     Http(HttpExchange),
     Upgrade(UpgradeExchange),
+    Reconnect {
+        attempt: u32,
+        delay: std::time::Duration,
+    },
 }
 
 /// Why a server refused a client's upgrade: what the `close` event of a
@@ -460,6 +467,23 @@ impl Event {
         }
     }
 
+    /// `reconnecting`: the number of the attempt it announces (from 1);
+    /// else 0.
+    pub fn reconnect_attempt(&self) -> u32 {
+        match &self.payload {
+            Payload::Reconnect { attempt, .. } => *attempt,
+            _ => 0,
+        }
+    }
+
+    /// `reconnecting`: the wait before the attempt; else zero.
+    pub fn reconnect_delay(&self) -> std::time::Duration {
+        match &self.payload {
+            Payload::Reconnect { delay, .. } => *delay,
+            _ => std::time::Duration::ZERO,
+        }
+    }
+
     /// The request of an `httpRequest` or `upgradeRequest` event.
     fn http_head(&self) -> Option<&HttpHead> {
         match &self.payload {
@@ -667,6 +691,46 @@ impl WebSocketEvent {
             false,
             Payload::Message(Message::Binary(data.into())),
         )
+    }
+}
+
+/// The `reconnecting` event of a client `WebSocket` whose config has
+/// [`Config::reconnect`](crate::Config::reconnect): dispatched before each
+/// new attempt, after a connection ended or an attempt failed in a way that
+/// trying again can fix. It carries the attempt number
+/// ([`Event::reconnect_attempt`], from 1), the delay before it
+/// ([`Event::reconnect_delay`]) and the cause ([`Event::error`]). `connect`
+/// follows each success; the listeners stay, as AIR keeps them. Not in AIR.
+///
+/// ```
+/// use airws::{Event, EventDispatcher, ReconnectEvent, WebSocket};
+///
+/// let ws = WebSocket::new();
+/// ws.add_event_listener(ReconnectEvent::RECONNECTING, |e: &Event| {
+///     eprintln!(
+///         "attempt {} in {:?}: {}",
+///         e.reconnect_attempt(),
+///         e.reconnect_delay(),
+///         e.error().map(|err| err.to_string()).unwrap_or_default()
+///     );
+/// });
+/// ```
+#[derive(Debug)]
+pub struct ReconnectEvent;
+
+impl ReconnectEvent {
+    /// `"reconnecting"`: the connection is tried again after a delay.
+    pub const RECONNECTING: EventType = EventType::new("reconnecting");
+
+    /// A `reconnecting` event for attempt `attempt` after `delay`, because
+    /// of `cause`.
+    pub fn create(attempt: u32, delay: std::time::Duration, cause: Error) -> Event {
+        Event::with_payload(
+            ReconnectEvent::RECONNECTING,
+            false,
+            Payload::Reconnect { attempt, delay },
+        )
+        .with_error(cause)
     }
 }
 

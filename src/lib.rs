@@ -96,8 +96,8 @@ pub use config::{Config, MAX_MESSAGE_CEILING};
 pub use dispatcher::{EventDispatcher, Listener, ListenerId, ListenerRegistry};
 pub use error::{Error, IoErrorKind, Timeout};
 pub use event::{
-    Event, EventTarget, EventType, Format, HttpRequestEvent, IOErrorEvent, SecurityErrorEvent,
-    ServerSocketConnectEvent, UpgradeRefusal, WebSocketEvent,
+    Event, EventTarget, EventType, Format, HttpRequestEvent, IOErrorEvent, ReconnectEvent,
+    SecurityErrorEvent, ServerSocketConnectEvent, UpgradeRefusal, WebSocketEvent,
 };
 pub use limit::{ConnectionLimit, DEFAULT_CONNECTION_LIMIT};
 pub use message::MessageData;

@@ -36,7 +36,7 @@ pub(crate) struct Opened {
 impl Session {
     /// After the opening: runs the connection, or dispatches why it did not
     /// open.
-    fn run_opened(self, opened: Result<Opened, OpenFailure>) {
+    fn run_opened(&self, opened: Result<Opened, OpenFailure>) {
         match opened {
             Ok(Opened {
                 conn,
@@ -44,7 +44,9 @@ impl Session {
                 leftover,
                 response,
                 request,
-            }) => self.open_and_run(conn, protocol, leftover, response, request),
+            }) => {
+                self.open_and_run(conn, protocol, leftover, response, request, false);
+            }
             Err(failure) => self.fail(failure),
         }
     }

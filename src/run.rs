@@ -15,15 +15,18 @@ use std::time::Duration;
 
 impl Session {
     /// The handshake succeeded: publishes the connection, dispatches
-    /// `connect`, runs the read loop and ends the connection.
+    /// `connect`, runs the read loop and ends the connection. With
+    /// `may_retry`, an ending that retrying can fix dispatches nothing: the
+    /// `WebSocket` goes back to connecting and the cause is returned.
     pub(crate) fn open_and_run(
-        self,
+        &self,
         conn: Arc<Conn>,
         protocol: String,
         leftover: Vec<u8>,
         response: Option<HandshakeResponse>,
         request: Option<HandshakeRequest>,
-    ) {
+        may_retry: bool,
+    ) -> Option<Error> {
         let _ = conn.transport.socket().set_read_timeout(None);
         let _ = conn
             .transport
@@ -40,11 +43,11 @@ impl Session {
         });
         if published.is_none() {
             conn.transport.shutdown();
-            return;
+            return None;
         }
         self.emit(Event::new(Event::CONNECT, false));
         let mut events = DataEvents {
-            session: &self,
+            session: self,
             target: None,
             paused: Duration::ZERO,
         };
@@ -54,17 +57,24 @@ impl Session {
         conn.transport.shutdown();
         conn.mark_finished();
         let reason = conn.close_reason(ending);
+        let retry = may_retry && crate::proto::backoff::retryable_close(reason);
         let notify = {
             let mut st = self.shared.state();
             if st.generation != self.generation {
                 false
             } else {
                 let notify = st.phase == Phase::Open;
-                st.phase = Phase::Closed;
+                // Ended by the peer or the link, to be tried again: still
+                // connecting, as far as the application can tell.
+                st.phase = if notify && retry {
+                    Phase::Connecting
+                } else {
+                    Phase::Closed
+                };
                 st.conn = None;
                 st.close_reason = i32::from(reason);
                 st.close_text = conn.peer_close_reason();
-                if notify {
+                if notify && !retry {
                     st.ending_listeners = Some(self.generation);
                 }
                 self.shared.ended.notify_all();
@@ -72,6 +82,15 @@ impl Session {
             }
         };
         log::debug!("connection ended: {ending:?}, close reason {reason}");
+        if notify && retry {
+            let close = self.close_event(&conn, ending, error.as_ref());
+            return Some(close.error().cloned().unwrap_or_else(|| {
+                Error::io(
+                    "The connection ended",
+                    io::Error::other(format!("closed (close reason {reason})")),
+                )
+            }));
+        }
         if notify {
             if ending == Ending::Broken {
                 self.emit(IOErrorEvent::from_error(self.broken(&conn, error.as_ref())));
@@ -79,6 +98,7 @@ impl Session {
             self.emit(self.close_event(&conn, ending, error.as_ref()));
             self.ending_dispatched();
         }
+        None
     }
 
     /// Why the connection broke: the read's error, or the write's.

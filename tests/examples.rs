@@ -5,7 +5,7 @@ mod support;
 
 use support::{example, Kill};
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -28,9 +28,14 @@ fn start_echo_server() -> (Kill, String) {
 
 /// Starts the echo server with `args` on a free port.
 fn start_echo_server_with(args: &[&str]) -> (Kill, String) {
+    start_echo_server_on(args, "127.0.0.1:0")
+}
+
+/// Starts the echo server with `args` on `address`.
+fn start_echo_server_on(args: &[&str], address: &str) -> (Kill, String) {
     let mut child = Command::new(example("echo_server"))
         .args(args)
-        .arg("127.0.0.1:0")
+        .arg(address)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -216,6 +221,77 @@ fn the_script_example_prints_the_echo_or_exits_non_zero_naming_the_cause() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("refused"), "stderr: {stderr}");
+}
+
+/// The lines a child writes to `stream`, as they come.
+fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line that contains `want`, within 30 s.
+fn line_with(rx: &mpsc::Receiver<String>, want: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(want) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line with {want:?} within 30 s"),
+        }
+    }
+}
+
+#[test]
+fn client_with_reconnect_comes_back_and_sends_what_was_typed_meanwhile() {
+    let (server, url) = start_echo_server();
+    let address = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut child = Command::new(example("client"))
+        .arg("--reconnect")
+        .arg(&url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    // (If the test fails, its input ends as it unwinds, and so does it.)
+    line_with(&err, "connected to");
+    writeln!(stdin, "one").expect("type");
+    assert_eq!(line_with(&out, "one"), "one");
+    // The server goes away: the client waits and tries again.
+    drop(server);
+    line_with(&err, "reconnecting in");
+    writeln!(stdin, "typed while away").expect("type");
+    writeln!(stdin, "and another").expect("type");
+    // Back on the same port: what was typed goes out, in order.
+    let (_server, _) = start_echo_server_on(&[], &address);
+    line_with(&err, "connected again");
+    assert_eq!(
+        out.recv_timeout(Duration::from_secs(30)).expect("echo"),
+        "typed while away"
+    );
+    assert_eq!(
+        out.recv_timeout(Duration::from_secs(30)).expect("echo"),
+        "and another"
+    );
+    writeln!(stdin, "two").expect("type");
+    assert_eq!(line_with(&out, "two"), "two");
+    drop(stdin);
+    let status = output_within_30_s(child, "client exits after its input ends").status;
+    assert!(status.success(), "{status}");
 }
 
 #[test]

@@ -18,14 +18,15 @@ use super::Opened;
 use crate::connection::Conn;
 use crate::dial::{self, DialError};
 use crate::error::{Error, IoErrorKind, Timeout};
-use crate::event::{SecurityErrorEvent, UpgradeRefusal};
+use crate::event::{ReconnectEvent, SecurityErrorEvent, UpgradeRefusal};
+use crate::proto::backoff::{self, Backoff};
 use crate::proto::handshake;
 use crate::proto::Role;
 use crate::proxy::HttpProxy;
 use crate::session::Session;
 use crate::target::Target;
 use crate::transport::{drive_handshake, MemIo, TlsFailure, Transport};
-use crate::websocket::HandshakeResponse;
+use crate::websocket::{HandshakeResponse, Phase};
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -99,8 +100,77 @@ impl Session {
         headers: Vec<(String, String)>,
         proxy: Option<HttpProxy>,
     ) {
-        let opened = self.follow_redirects(target, &offered, headers, proxy);
-        self.run_opened(opened);
+        let Some(backoff) = self.config().reconnect else {
+            let opened = self.follow_redirects(target, &offered, headers, proxy);
+            self.run_opened(opened);
+            return;
+        };
+        self.run_reconnecting(backoff, target, offered, headers, proxy);
+    }
+
+    /// [`run_client`](Self::run_client) with reconnects: after an ending
+    /// or a failed attempt that trying again can fix, `reconnecting`, the
+    /// backoff's delay (cut short by `close()` or the last handle going),
+    /// and another attempt; a success starts the count again.
+    fn run_reconnecting(
+        &self,
+        backoff: Backoff,
+        target: Target,
+        offered: Vec<String>,
+        headers: Vec<(String, String)>,
+        proxy: Option<HttpProxy>,
+    ) {
+        let mut attempt = 0u32;
+        loop {
+            let opened =
+                self.follow_redirects(target.clone(), &offered, headers.clone(), proxy.clone());
+            let (cause, last) = match opened {
+                Ok(o) => {
+                    attempt = 0;
+                    let ended = self
+                        .open_and_run(o.conn, o.protocol, o.leftover, o.response, o.request, true);
+                    match ended {
+                        Some(cause) => (cause, None),
+                        None => return,
+                    }
+                }
+                Err(failure) => match retry_cause(&failure) {
+                    Some(cause) if self.still_connecting() => (cause, Some(failure)),
+                    _ => return self.fail(failure),
+                },
+            };
+            attempt = attempt.saturating_add(1);
+            let Some(delay) = backoff.delay(attempt, random_unit()) else {
+                log::debug!("{}: no attempt {attempt}: giving up", target.url);
+                let why = cause.to_string();
+                return self.fail(last.unwrap_or(OpenFailure::Closed(why, Some(cause))));
+            };
+            log::debug!("{}: attempt {attempt} in {delay:?}: {cause}", target.url);
+            self.emit(ReconnectEvent::create(attempt, delay, cause));
+            if !self.wait_before_retry(delay) {
+                return;
+            }
+        }
+    }
+
+    /// Waits `delay` while the `WebSocket` is still to be reconnected;
+    /// false when `close()` or the last handle ended that.
+    fn wait_before_retry(&self, delay: Duration) -> bool {
+        let deadline = Instant::now() + delay;
+        let mut st = self.shared.state();
+        loop {
+            if st.generation != self.generation || st.phase != Phase::Connecting {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            st = match self.shared.ended.wait_timeout(st, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
     }
 
     /// Opens the connection, following redirects as the config allows.
@@ -467,4 +537,28 @@ impl Session {
 /// timeout's.
 fn handshake_io(context: String, e: io::Error, timeout: Duration) -> Error {
     Error::io_or_timeout(context, e, Timeout::Handshake, Some(timeout))
+}
+
+/// Why to try again after `failure`, or `None` when that cannot help (or
+/// the opening was aborted).
+fn retry_cause(failure: &OpenFailure) -> Option<Error> {
+    match failure {
+        OpenFailure::Io(e) => Some(e.clone()),
+        OpenFailure::Closed(why, error) => Some(error.clone().unwrap_or_else(|| {
+            Error::io("The opening failed", std::io::Error::other(why.clone()))
+        })),
+        OpenFailure::Refused(refusal) if backoff::retryable_status(refusal.status()) => {
+            Some(Error::HandshakeRefused(refusal.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// A random number in `0.0..=1.0`, for the backoff's jitter.
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes) as f64 / u64::MAX as f64,
+        Err(_) => 0.5,
+    }
 }
