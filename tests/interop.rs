@@ -795,3 +795,64 @@ fn keepalive_finds_a_frozen_python_websockets_server_dead() {
         "declared dead after {took:?}, before the timeout had passed"
     );
 }
+
+#[test]
+fn reconnect_comes_back_to_a_python_websockets_server_started_again_on_its_port() {
+    let (mut first, port) = PeerProcess::server(Peer::Python, &[]);
+    let backoff = airws::proto::backoff::Backoff::default()
+        .delays(Duration::from_millis(50), Duration::from_millis(200))
+        .expect("valid delays");
+    let ws = WebSocket::with_config(Config::default().reconnect(backoff));
+    let (tx, events) = mpsc::channel();
+    let tx = Arc::new(Mutex::new(tx));
+    for kind in [
+        Event::CONNECT,
+        airws::ReconnectEvent::RECONNECTING,
+        Event::CLOSE,
+    ] {
+        let tx = tx.clone();
+        ws.add_event_listener(kind, move |e: &Event| {
+            let _ = tx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(e.event_type().as_str());
+        });
+    }
+    let url = format!("ws://127.0.0.1:{port}/");
+    ws.connect(&url, &["chat"]).expect("connect");
+    assert_eq!(events.recv_timeout(PEER_WAIT).expect("connect"), "connect");
+    assert_eq!(first.expect("PROTOCOL"), "chat");
+    ws.send_message(WebSocket::FMT_TEXT, "to the first")
+        .expect("send");
+    assert_eq!(first.expect("RECV"), "TEXT to the first");
+
+    // The server is killed; while it is away, sends are refused.
+    drop(first);
+    assert_eq!(
+        events.recv_timeout(PEER_WAIT).expect("reconnecting"),
+        "reconnecting"
+    );
+    assert!(ws.send_message(WebSocket::FMT_TEXT, "lost").is_err());
+
+    // Started again on the same port: the client comes back by itself.
+    let (mut second, again) = PeerProcess::server(Peer::Python, &["--port", &port.to_string()]);
+    assert_eq!(again, port);
+    let back = loop {
+        match events.recv_timeout(PEER_WAIT).expect("an event") {
+            "reconnecting" => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(back, "connect");
+    assert_eq!(second.expect("PROTOCOL"), "chat");
+    for i in 0..10 {
+        ws.send_message(WebSocket::FMT_TEXT, format!("to the second {i}"))
+            .expect("send");
+    }
+    for i in 0..10 {
+        assert_eq!(second.expect("RECV"), format!("TEXT to the second {i}"));
+    }
+    ws.close(4005).expect("close");
+    assert_eq!(second.expect("CLOSED"), "4005 -");
+    assert!(ws.wait_closed(PEER_WAIT));
+}

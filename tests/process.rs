@@ -358,3 +358,56 @@ fn a_server_that_takes_64_mib_messages_is_kept_alive_by_the_memory_budget() {
         "the budget holds some and refuses the rest"
     );
 }
+
+#[test]
+fn reconnecting_clients_leave_no_thread_behind_once_closed_or_dropped() {
+    in_child(
+        "reconnecting_clients_leave_no_thread_behind_once_closed_or_dropped",
+        &["--nofile=1024"],
+        || {
+            use airws::proto::backoff::Backoff;
+            use airws::{Config, Event, EventDispatcher, ReconnectEvent, WebSocket};
+            // Nobody listens on this port: every attempt is refused.
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                l.local_addr().expect("addr").port()
+            };
+            let backoff = Backoff::default()
+                .delays(Duration::from_millis(10), Duration::from_millis(50))
+                .expect("valid delays");
+            let (tx, retries) = mpsc::channel();
+            let clients: Vec<WebSocket> = (0..8)
+                .map(|_| {
+                    let ws = WebSocket::with_config(Config::default().reconnect(backoff));
+                    let tx = std::sync::Mutex::new(tx.clone());
+                    ws.add_event_listener(ReconnectEvent::RECONNECTING, move |e: &Event| {
+                        if e.reconnect_attempt() == 3 {
+                            let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(());
+                        }
+                    });
+                    ws.connect(&format!("ws://127.0.0.1:{port}/"), &[])
+                        .expect("connect");
+                    ws
+                })
+                .collect();
+            for _ in 0..clients.len() {
+                retries
+                    .recv_timeout(support::WAIT)
+                    .expect("each client retries");
+            }
+            assert!(!support::library_threads().is_empty());
+            // Half are closed, half dropped, in the middle of their loops.
+            for (i, ws) in clients.into_iter().enumerate() {
+                if i % 2 == 0 {
+                    ws.close(WebSocket::CLOSE_NORMAL).expect("close");
+                    assert!(ws.wait_closed(support::WAIT));
+                }
+            }
+            assert!(
+                support::eventually(|| support::library_threads().is_empty()),
+                "threads left: {:?}",
+                support::library_threads()
+            );
+        },
+    );
+}

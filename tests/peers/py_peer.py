@@ -1,7 +1,7 @@
 """Python `websockets` as a peer for tests/interop.rs (protocol: README.md).
 
-    py_peer.py server [--tls CERT KEY] [--token TOKEN]
-                                         serve on 127.0.0.1:0, print "LISTENING <port>";
+    py_peer.py server [--tls CERT KEY] [--token TOKEN] [--port PORT]
+                                         serve on 127.0.0.1:PORT (default 0), print "LISTENING <port>";
                                          with --token, demand "Authorization: Bearer TOKEN"
                                          (else 401), print "AUTH ok|refused" and
                                          "COOKIE <Cookie or ->", answer with Set-Cookie
@@ -156,10 +156,15 @@ def run_server(args):
     process_request = process_response = None
     if args[:1] == ["--token"]:
         process_request, process_response = token_check(args[1])
+        args = args[2:]
+    port = 0
+    if args[:1] == ["--port"]:
+        port = int(args[1])
+        args = args[2:]
     with serve(
         handler,
         "127.0.0.1",
-        0,
+        port,
         subprotocols=["chat"],
         ssl=context,
         max_size=MAX,
