@@ -112,10 +112,18 @@ impl Options {
             Role::Client => base,
             // A server's peers are strangers: smaller messages, and no
             // connection or message held for ever.
+            // Keepalive finds peers gone without a word in 90 s; a quiet
+            // peer that answers the pings is not idle, and the idle
+            // timeout stays for one that sends nothing when keepalive is
+            // turned off.
             Role::Server => Options {
                 max_message_size: 16 << 20,
                 idle_timeout: Some(Duration::from_secs(300)),
                 message_timeout: Some(Duration::from_secs(60)),
+                keepalive: Some(Keepalive {
+                    interval: Duration::from_secs(60),
+                    timeout: Duration::from_secs(30),
+                }),
                 ..base
             },
         }
@@ -226,9 +234,10 @@ impl Config {
     /// Closes the connection (code 1001, then `close`) when nothing at all
     /// arrives from the peer for this long; `None` never does. Default 5
     /// minutes for a server (a peer that went away without a word does not
-    /// hold a thread for ever; clients that may stay silent longer should
-    /// send something, a ping will do, or the server sets a longer one),
-    /// `None` for a client.
+    /// hold a thread for ever), `None` for a client. Any frame counts,
+    /// the pongs that answer the [`keepalive`](Self::keepalive)'s pings
+    /// too: with a server's default keepalive a quiet client that answers
+    /// is kept, and one that does not is found dead first.
     #[must_use]
     pub fn idle_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
         let timeout = timeout.into();
@@ -313,7 +322,10 @@ impl Config {
     /// and `close` carrying [`Error::Timeout`](crate::Error::Timeout) with
     /// [`Timeout::Keepalive`](crate::Timeout::Keepalive) ("the peer did not
     /// answer pings"). Driven by the connection's own timers: no thread.
-    /// Off by default in both roles. Not in AIR.
+    /// Default: for a server 60 s and 30 s (a client gone without a word is
+    /// found within 90 s, and one that answers the pings is never idle, so
+    /// the [`idle_timeout`](Self::idle_timeout) is left for servers that
+    /// turn keepalive off); off for a client. Not in AIR.
     ///
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when
     /// either is zero.
@@ -495,6 +507,14 @@ mod tests {
         assert_eq!(server.idle_timeout, Some(Duration::from_secs(300)));
         assert_eq!(client.message_timeout, None);
         assert_eq!(server.message_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(client.keepalive, None);
+        assert_eq!(
+            server.keepalive,
+            Some(Keepalive {
+                interval: Duration::from_secs(60),
+                timeout: Duration::from_secs(30)
+            })
+        );
         for role in [Role::Client, Role::Server] {
             let o = config.for_role(role);
             assert_eq!(o.max_frame_size, 16 << 20);
