@@ -202,9 +202,24 @@ impl WebSocket {
     /// `timeout` for the closing handshake to end. Not in AIR.
     ///
     /// [`Error::Timeout`] ([`Timeout::Close`]) when it did not end in time
-    /// (the socket is closed anyway, at the `close_timeout`); the errors of
+    /// (the socket is closed anyway, at the `close_timeout`);
+    /// [`Error::IllegalOperation`] from a listener on the connection's own
+    /// thread, which must go on to finish the handshake (nothing is
+    /// closed then: call [`close`](Self::close) there); the errors of
     /// [`close`](Self::close).
     pub fn close_and_wait(&self, code: u32, timeout: Duration) -> Result<(), Error> {
+        let on_connection_thread = self
+            .shared()
+            .state()
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.is_reader_thread());
+        if on_connection_thread {
+            return Err(Error::illegal(
+                "closeAndWait: called from a listener on the connection's thread, it would \
+                 wait for itself; call close() there",
+            ));
+        }
         self.close(code)?;
         if self.wait_closed(timeout) {
             Ok(())

@@ -182,3 +182,26 @@ fn receive_needs_a_websocket_made_by_open() {
         Err(Error::IllegalOperation { .. })
     ));
 }
+
+#[test]
+fn close_and_wait_in_a_listener_of_the_connections_thread_is_refused() {
+    let server = EchoServer::start();
+    let ws = WebSocket::new();
+    let (tx, rx) = mpsc::channel();
+    ws.add_event_listener(Event::CONNECT, move |e: &Event| {
+        if let Some(ws) = e.target::<WebSocket>() {
+            let refused = matches!(
+                ws.close_and_wait(1000, T),
+                Err(Error::IllegalOperation { .. })
+            );
+            let _ = tx.send(refused);
+            ws.close(1000).expect("close");
+        }
+    });
+    ws.connect(&server.url(), &[]).expect("connect");
+    assert!(
+        rx.recv_timeout(T).expect("the listener ran"),
+        "refused at once"
+    );
+    assert!(ws.wait_closed(T));
+}
