@@ -127,6 +127,9 @@ fn listeners_run_on_the_pumping_thread_in_order_with_as3_rules() {
     pump_until(&pump, &log, 4);
     assert_eq!(peer.read_message(), (0x1, b"echo m3".to_vec()));
     peer.close(4000, "bye");
+    // The client answers; the server then ends the TCP stream.
+    assert_eq!(peer.read_close().close_code(), Some(4000));
+    drop(peer);
     pump_until(&pump, &log, 5);
     assert_eq!(log.borrow()[4].0, Seen::Close(4000));
 }
@@ -402,8 +405,14 @@ fn sends_from_the_pump_thread_never_block_and_nothing_is_lost() {
                 Err(e) => break e,
             }
         };
+        // What waited when the send was refused (the flusher may have
+        // handed it all to the kernel by now).
+        let buffered = match &full {
+            Error::BufferFull { buffered, .. } => *buffered,
+            _ => 0,
+        };
         let is_full = matches!(full, Error::BufferFull { .. });
-        let _ = tx.send((sent, full.to_string(), is_full, ws.buffered_amount()));
+        let _ = tx.send((sent, full.to_string(), is_full, buffered));
         // Once the peer read them: a message of 2 MiB, larger than the
         // limit, is queued as nothing else waits, in frames of 1 MiB; then
         // the close, from this thread too, without blocking.
@@ -415,6 +424,7 @@ fn sends_from_the_pump_thread_never_block_and_nothing_is_lost() {
         // A local close dispatches no close event (AIR's rule).
         assert!(ws.wait_closed(WAIT), "the closing handshake completes");
         assert_eq!(ws.close_reason(), 4001);
+        assert_eq!(ws.buffered_amount(), 0, "nothing waits once closed");
         pump.dispatch_pending();
         assert_eq!(log.borrow().len(), 1, "{:?}", log.borrow());
     });
@@ -423,7 +433,7 @@ fn sends_from_the_pump_thread_never_block_and_nothing_is_lost() {
     assert!(is_full, "{error}");
     assert!(error.contains("bytes wait to be written"), "{error}");
     assert!(sent > 0, "some messages fit");
-    assert!(buffered > 0, "bytes wait");
+    assert!(buffered > 0, "bytes waited when it was refused");
     // Everything queued arrives, in order, whole.
     for i in 0..sent {
         let (op, data) = peer.read_message();
@@ -449,5 +459,7 @@ fn sends_from_the_pump_thread_never_block_and_nothing_is_lost() {
         "the close comes after it"
     );
     peer.close(4001, "");
+    // The server ends the TCP stream: the client's closing handshake ends.
+    drop(peer);
     owner.join().expect("the owner's thread");
 }
