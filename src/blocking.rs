@@ -139,13 +139,7 @@ impl WebSocket {
                 "receive: this WebSocket was not made by WebSocket::open; use listeners",
             ));
         };
-        let on_connection_thread = self
-            .shared()
-            .state()
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.is_reader_thread());
-        if on_connection_thread || self.shared().receiving.swap(true, Ordering::SeqCst) {
+        if self.on_connection_thread() || self.shared().receiving.swap(true, Ordering::SeqCst) {
             return Err(Error::illegal(
                 "receive: called from a listener, it would wait for itself",
             ));
@@ -158,7 +152,7 @@ impl WebSocket {
     fn receive_from(&self, queue: &Queue, timeout: Duration) -> Result<Received, Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            if !self.connected() && queue_is_drained(queue) {
+            if !self.connected() && queue.is_empty() {
                 return Ok(self.closed());
             }
             let wait = if self.connected() {
@@ -190,6 +184,13 @@ impl WebSocket {
         }
     }
 
+    /// Whether the caller is the open connection's own thread (a listener
+    /// there), which a blocking call would keep from making progress.
+    fn on_connection_thread(&self) -> bool {
+        let conn = self.shared().state().conn.clone();
+        conn.is_some_and(|c| c.is_reader_thread())
+    }
+
     fn closed(&self) -> Received {
         let st = self.shared().state();
         Received::Closed {
@@ -208,13 +209,7 @@ impl WebSocket {
     /// closed then: call [`close`](Self::close) there); the errors of
     /// [`close`](Self::close).
     pub fn close_and_wait(&self, code: u32, timeout: Duration) -> Result<(), Error> {
-        let on_connection_thread = self
-            .shared()
-            .state()
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.is_reader_thread());
-        if on_connection_thread {
+        if self.on_connection_thread() {
             return Err(Error::illegal(
                 "closeAndWait: called from a listener on the connection's thread, it would \
                  wait for itself; call close() there",
@@ -231,8 +226,4 @@ impl WebSocket {
             })
         }
     }
-}
-
-fn queue_is_drained(queue: &Queue) -> bool {
-    queue.is_empty()
 }

@@ -175,6 +175,23 @@ pub struct UpgradeRefusal {
 }
 
 impl UpgradeRefusal {
+    /// The most of a refusal's body the application is given.
+    pub(crate) const BODY_LINE_MAX: usize = 200;
+
+    /// A refusal with `status` and `reason` whose body is the first line of
+    /// `body`, trimmed, without control characters, at most
+    /// [`BODY_LINE_MAX`](Self::BODY_LINE_MAX) characters.
+    pub(crate) fn with_body(status: u16, reason: String, body: &[u8]) -> UpgradeRefusal {
+        let line = body.split(|&b| b == b'\n').next().unwrap_or_default();
+        let body = String::from_utf8_lossy(line)
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(Self::BODY_LINE_MAX)
+            .collect();
+        UpgradeRefusal::new(status, reason, body)
+    }
+
     pub(crate) fn new(status: u16, reason: String, body: String) -> UpgradeRefusal {
         UpgradeRefusal {
             status,

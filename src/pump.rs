@@ -178,18 +178,9 @@ impl Queue {
     /// thread; returns it, or `None` at the deadline.
     pub(crate) fn next_dispatched(&self, deadline: Instant) -> Option<Arc<Event>> {
         loop {
-            let mut st = self.lock();
-            while st.items.is_empty() {
-                let now = Instant::now();
-                if now >= deadline {
-                    return None;
-                }
-                st = match self.not_empty.wait_timeout(st, deadline - now) {
-                    Ok((g, _)) => g,
-                    Err(p) => p.into_inner().0,
-                };
+            if !self.wait_for_event(deadline) {
+                return None;
             }
-            drop(st);
             if let Some(item) = self.pop() {
                 if let Some(event) = dispatch_item(item) {
                     return Some(event);
@@ -255,6 +246,22 @@ impl Queue {
             }
         }
         Ok((waited.map_or(Duration::ZERO, |t| t.elapsed()), answer))
+    }
+
+    /// Waits until an event waits or `deadline`; returns whether one does.
+    fn wait_for_event(&self, deadline: Instant) -> bool {
+        let mut st = self.lock();
+        while st.items.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = match self.not_empty.wait_timeout(st, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
     }
 
     fn pop(&self) -> Option<Item> {
@@ -405,19 +412,9 @@ impl EventPump {
     /// ([`dispatch_pending`](Self::dispatch_pending)); returns how many
     /// events it dispatched (0 when none came).
     pub fn wait(&self, timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.queue.lock();
-        while st.items.is_empty() {
-            let now = Instant::now();
-            if now >= deadline {
-                return 0;
-            }
-            st = match self.queue.not_empty.wait_timeout(st, deadline - now) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+        if !self.queue.wait_for_event(Instant::now() + timeout) {
+            return 0;
         }
-        drop(st);
         self.dispatch_pending()
     }
 }

@@ -60,41 +60,11 @@ impl Refusal {
         handshake::http_response(self.status, &content_type, &rest, &self.body)
     }
 
-    /// The refusal as the server's `close` event carries it.
+    /// The refusal as the server's `close` event carries it (and as it is
+    /// logged): status, reason phrase, the body's first line.
     pub(crate) fn as_upgrade_refusal(&self) -> UpgradeRefusal {
-        let body = String::from_utf8_lossy(&self.body);
-        let first: String = body
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect();
-        UpgradeRefusal::new(
-            self.status,
-            handshake::reason_phrase(self.status).to_owned(),
-            first,
-        )
-    }
-
-    /// The refusal as one log line: status, reason, and the body's first
-    /// line (at most 120 characters).
-    pub(crate) fn describe(&self) -> String {
-        let body = String::from_utf8_lossy(&self.body);
-        let first: String = body
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(120)
-            .collect();
-        format!(
-            "{} {}{}{}",
-            self.status,
-            handshake::reason_phrase(self.status),
-            if first.is_empty() { "" } else { ": " },
-            first
-        )
+        let reason = handshake::reason_phrase(self.status).to_owned();
+        UpgradeRefusal::with_body(self.status, reason, &self.body)
     }
 }
 
@@ -344,7 +314,10 @@ mod tests {
         e.refuse(401, &[("WWW-Authenticate", "Bearer")], "no\nmore")
             .unwrap();
         let refusal = e.upgrade_decision().refusal.unwrap();
-        assert_eq!(refusal.describe(), "401 Unauthorized: no");
+        assert_eq!(
+            refusal.as_upgrade_refusal().to_string(),
+            "HTTP 401 Unauthorized: no"
+        );
         let text = String::from_utf8(refusal.response(&d.headers)).unwrap();
         assert!(text.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{text}");
         assert!(text.contains("Content-Type: text/plain; charset=utf-8\r\n"));

@@ -313,55 +313,16 @@ fn a_listener_that_does_not_return_in_time_gets_the_client_a_503_at_the_deadline
     }
 }
 
-#[test]
-fn the_timeout_error_names_the_handshake_timeout() {
-    // The structured error of the late decision, matched as an application would.
-    let (tx, rx) = mpsc::channel();
-    let ws =
-        WebSocket::with_config(Config::default().handshake_timeout(Duration::from_millis(200)));
-    let (release, held) = mpsc::channel::<()>();
-    let held = Mutex::new(held);
-    ws.add_event_listener(UpgradeRequestEvent::UPGRADE_REQUEST, move |_: &Event| {
-        let _ = held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .recv_timeout(Duration::from_secs(60));
-    });
-    ws.add_event_listener(Event::CLOSE, move |e: &Event| {
-        let _ = tx.send(matches!(
-            e.error(),
-            Some(Error::Timeout {
-                which: Timeout::Handshake,
-                ..
-            })
-        ));
-    });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let client = std::thread::spawn(move || {
-        let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        tcp.set_read_timeout(Some(WAIT)).expect("timeout");
-        tcp.write_all(upgrade("/", "").as_bytes()).expect("request");
-        read_head(&mut tcp)
-    });
-    let (socket, _) = listener.accept().expect("accept");
-    ws.start_server(socket).expect("start_server");
-    let head = client.join().expect("the client");
-    assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
-    release.send(()).expect("the listener waits");
-    assert!(
-        rx.recv_timeout(WAIT).expect("close"),
-        "Error::Timeout(Handshake)"
-    );
-}
-
-#[test]
-fn an_http_request_listener_that_does_not_return_in_time_gets_the_client_a_503() {
+/// Serves `request` with a `WebSocket` whose `event_type` listeners do not
+/// return within its 200 ms handshake timeout (they answer `respond` too
+/// late); returns the client's answer, and whether the `close` that follows
+/// their return carries `Error::Timeout` (`Handshake`).
+fn served_by_a_late_listener(event_type: airws::EventType, request: String) -> (String, bool) {
     let (release, held) = mpsc::channel::<()>();
     let held = Mutex::new(held);
     let ws =
         WebSocket::with_config(Config::default().handshake_timeout(Duration::from_millis(200)));
-    ws.add_event_listener(HttpRequestEvent::REQUEST, move |e: &Event| {
+    ws.add_event_listener(event_type, move |e: &Event| {
         let _ = held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -380,19 +341,32 @@ fn an_http_request_listener_that_does_not_return_in_time_gets_the_client_a_503()
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("address").port();
-    let client = std::thread::spawn(move || {
-        exchange(port, "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    });
+    let client = std::thread::spawn(move || exchange(port, &request));
     let (socket, _) = listener.accept().expect("accept");
     ws.start_server(socket).expect("start_server");
     let answer = client.join().expect("the client");
+    release.send(()).expect("the listener waits");
+    (answer, closed.recv_timeout(WAIT).expect("close"))
+}
+
+#[test]
+fn the_timeout_error_names_the_handshake_timeout() {
+    // The structured error of the late decision, matched as an application would.
+    let (head, timeout) =
+        served_by_a_late_listener(UpgradeRequestEvent::UPGRADE_REQUEST, upgrade("/", ""));
+    assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+    assert!(timeout, "Error::Timeout(Handshake)");
+}
+
+#[test]
+fn an_http_request_listener_that_does_not_return_in_time_gets_the_client_a_503() {
+    let (answer, timeout) = served_by_a_late_listener(
+        HttpRequestEvent::REQUEST,
+        "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_owned(),
+    );
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     assert!(!answer.contains("too late"), "{answer}");
-    release.send(()).expect("the listener waits");
-    assert!(
-        closed.recv_timeout(WAIT).expect("close"),
-        "Error::Timeout(Handshake)"
-    );
+    assert!(timeout, "Error::Timeout(Handshake)");
 }
 
 fn tls_identity() -> ServerTls {

@@ -70,26 +70,12 @@ fn refusal(
         return UpgradeRefusal::new(status, String::new(), e.to_string());
     };
     // No more than the body holds, when the head says how long it is.
-    let max = BODY_LINE_MAX.min(content_length.unwrap_or(usize::MAX));
+    let max = UpgradeRefusal::BODY_LINE_MAX.min(content_length.unwrap_or(usize::MAX));
     let until = deadline.min(Instant::now() + Duration::from_secs(1));
     read_line_after(conn, until, bytes, *head_len, max);
-    let line = bytes
-        .get(*head_len..)
-        .unwrap_or_default()
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default();
-    let body = String::from_utf8_lossy(line)
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(BODY_LINE_MAX)
-        .collect();
-    UpgradeRefusal::new(*code, reason.clone(), body)
+    let body = bytes.get(*head_len..).unwrap_or_default();
+    UpgradeRefusal::with_body(*code, reason.clone(), body)
 }
-
-/// The most of a refusal's body the application is given.
-const BODY_LINE_MAX: usize = 200;
 
 impl Session {
     /// The connection's thread of a client: opens the connection, then runs it.

@@ -155,8 +155,8 @@ impl Session {
         let Some(refusal) = refusal else {
             return Ok(decision);
         };
-        let why = refusal.describe();
-        log::debug!("{peer}: refused by an upgradeRequest listener: {why}");
+        let sent = refusal.as_upgrade_refusal();
+        log::debug!("{peer}: refused by an upgradeRequest listener: {sent}");
         // A listener that panicked decided nothing: none of its headers go out.
         let mut headers = if event.panicked() {
             Vec::new()
@@ -166,7 +166,7 @@ impl Session {
         headers.push(("X-Content-Type-Options".into(), "nosniff".into()));
         let _ = conn.write_raw(&refusal.response(&headers));
         linger(conn);
-        Err(OpenFailure::Refused(refusal.as_upgrade_refusal()))
+        Err(OpenFailure::Refused(sent))
     }
 
     /// Reads the client's request. One that is not a valid upgrade is
