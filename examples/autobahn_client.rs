@@ -2,9 +2,13 @@
 //! with this crate's client: asks for the case count, runs every case by
 //! echoing each message until the server closes, then asks for the report.
 //!
-//!     cargo run --release --example autobahn_client ws://127.0.0.1:9001 airws
+//!     cargo run --release --example autobahn_client [--deflate] ws://127.0.0.1:9001 airws
+//!
+//! With `--deflate` it offers permessage-deflate (RFC 7692), for the
+//! compression cases 12.* and 13.*.
 
-use airws::{Event, EventDispatcher, IOErrorEvent, WebSocket, WebSocketEvent};
+use airws::proto::deflate::DeflateConfig;
+use airws::{Config, Event, EventDispatcher, IOErrorEvent, WebSocket, WebSocketEvent};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -12,12 +16,17 @@ use std::time::Duration;
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let deflate = args.first().is_some_and(|a| a == "--deflate");
+    if deflate {
+        args.remove(0);
+    }
+    let mut args = args.into_iter();
     let (Some(url), agent) = (
         args.next(),
         args.next().unwrap_or_else(|| "airws".to_owned()),
     ) else {
-        eprintln!("usage: autobahn_client URL [AGENT]");
+        eprintln!("usage: autobahn_client [--deflate] URL [AGENT]");
         std::process::exit(2);
     };
     let url = url.trim_end_matches('/').to_owned();
@@ -31,7 +40,18 @@ fn main() {
     };
     eprintln!("autobahn_client: {count} cases");
 
-    let ws = WebSocket::new();
+    let config = if deflate {
+        match Config::default().permessage_deflate(DeflateConfig::default()) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("autobahn_client: {e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        Config::default()
+    };
+    let ws = WebSocket::with_config(config);
     ws.add_event_listener(WebSocketEvent::DATA, |e: &Event| {
         if let Some(ws) = e.target::<WebSocket>() {
             let _ = ws.send_message(e.format(), e.data());

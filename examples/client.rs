@@ -13,7 +13,8 @@
 //! `--ping-interval SECS` and `--ping-timeout SECS` turn keepalive on (either
 //! alone: 20 s for the other), so that a server that stops answering ends
 //! the client with "the peer did not answer pings" and exit status 1;
-//! `--reconnect` comes back after the connection ends or fails in a way
+//! `--deflate` offers permessage-deflate (RFC 7692) and says on standard
+//! error whether the server agreed; `--reconnect` comes back after the connection ends or fails in a way
 //! that trying again can fix (jittered backoff), sending the lines typed
 //! meanwhile once it is back, in order.
 //!
@@ -27,6 +28,7 @@
 //! reason on standard error; 2 for a bad command line.
 
 use airws::proto::backoff::Backoff;
+use airws::proto::deflate::DeflateConfig;
 use airws::{
     ClientTls, Config, Event, EventDispatcher, IOErrorEvent, Proxy, ReconnectEvent,
     SecurityErrorEvent, WebSocket, WebSocketEvent,
@@ -49,6 +51,7 @@ const USAGE: &str = "usage: client [OPTIONS] ws://HOST:PORT/PATH
       --ping-timeout SECS      after SECS more without one, the server is dead: exit 1
       --reconnect              come back after a lost connection; lines typed meanwhile
                                are sent once it is back, in order
+      --deflate                offer permessage-deflate (compression)
   -h, --help                   print this help
 
 Without --proxy, the proxy the environment names is used (http_proxy for ws://,
@@ -67,6 +70,7 @@ struct Options {
     ping_interval: Option<Duration>,
     ping_timeout: Option<Duration>,
     reconnect: bool,
+    deflate: bool,
 }
 
 /// Seconds on the command line: a positive number.
@@ -112,6 +116,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--ping-interval" => o.ping_interval = Some(seconds(arg, &value(arg)?)?),
             "--ping-timeout" => o.ping_timeout = Some(seconds(arg, &value(arg)?)?),
             "--reconnect" => o.reconnect = true,
+            "--deflate" => o.deflate = true,
             a if a.starts_with('-') => return Err(format!("unknown option {a}")),
             a if o.url.is_empty() => o.url = a.to_owned(),
             a => return Err(format!("unexpected argument {a}")),
@@ -147,6 +152,11 @@ fn websocket(o: &Options) -> Result<WebSocket, String> {
     }
     if o.reconnect {
         config = config.reconnect(Backoff::default());
+    }
+    if o.deflate {
+        config = config
+            .permessage_deflate(DeflateConfig::default())
+            .map_err(|e| e.to_string())?;
     }
     let ws = WebSocket::with_config(config);
     for (name, value) in &o.headers {
@@ -259,7 +269,15 @@ fn main() {
         std::process::exit(2);
     }
     match ready_rx.recv() {
-        Ok(Ok(())) => eprintln!("connected to {url}"),
+        Ok(Ok(())) => {
+            eprintln!("connected to {url}");
+            if options.deflate {
+                match ws.extensions() {
+                    e if e.is_empty() => eprintln!("the server declined permessage-deflate"),
+                    e => eprintln!("extensions: {e}"),
+                }
+            }
+        }
         Ok(Err(text)) => {
             eprintln!("client: {text}");
             std::process::exit(1);

@@ -1,8 +1,9 @@
 //! An echo server: every text and binary message goes back to its sender.
 //!
-//!     cargo run --example echo_server [--origin ORIGIN]... [--tls-cert PEM --tls-key PEM] [ADDRESS:PORT]
+//!     cargo run --example echo_server [--origin ORIGIN]... [--tls-cert PEM --tls-key PEM] [--deflate] [ADDRESS:PORT]
 //!
-//! The address defaults to 127.0.0.1:9001. With `--origin` (repeatable),
+//! The address defaults to 127.0.0.1:9001. With `--deflate` it accepts a
+//! client's permessage-deflate offer (RFC 7692). With `--origin` (repeatable),
 //! an upgrade from a page of another origin gets 403; with `--tls-cert`
 //! (the certificate chain) and `--tls-key` (its PKCS#8 key), it serves wss. The AIR pattern: a `ServerSocket`
 //! whose `connect` listener hands each accepted socket to a new `WebSocket`.
@@ -10,6 +11,7 @@
 //! `WebSocket` in a map until its `close` event, and the listeners reply
 //! through `e.target()`, so a closed connection frees everything it used.
 
+use airws::proto::deflate::DeflateConfig;
 use airws::{
     Config, Event, EventDispatcher, ServerSocket, ServerSocketConnectEvent, ServerTls, WebSocket,
     WebSocketEvent,
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 const USAGE: &str =
-    "usage: echo_server [--origin ORIGIN]... [--tls-cert PEM --tls-key PEM] [ADDRESS:PORT]";
+    "usage: echo_server [--origin ORIGIN]... [--tls-cert PEM --tls-key PEM] [--deflate] [ADDRESS:PORT]";
 
 /// Ends the process on a bad command line.
 fn usage(problem: &str) -> ! {
@@ -32,6 +34,7 @@ fn main() {
     let mut addr: Option<SocketAddr> = None;
     let mut origins = Vec::new();
     let (mut cert, mut key) = (None, None);
+    let mut deflate = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -42,6 +45,7 @@ fn main() {
             "--origin" => origins.push(value()),
             "--tls-cert" => cert = Some(value()),
             "--tls-key" => key = Some(value()),
+            "--deflate" => deflate = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -68,7 +72,12 @@ fn main() {
         _ => usage("--tls-cert and --tls-key go together"),
     };
     let scheme = if tls.is_some() { "wss" } else { "ws" };
-    let config = Config::default().allowed_origins(origins);
+    let mut config = Config::default().allowed_origins(origins);
+    if deflate {
+        config = config
+            .permessage_deflate(DeflateConfig::default())
+            .unwrap_or_else(|e| usage(&e.to_string()));
+    }
 
     let server = match serve(addr, config, tls) {
         Ok(server) => server,

@@ -5,6 +5,7 @@ use crate::limit::ConnectionLimit;
 use crate::proto::backoff::Backoff;
 use crate::proto::budget::MemoryBudget;
 use crate::proto::connection::Keepalive;
+use crate::proto::deflate::DeflateConfig;
 use crate::proto::Role;
 use crate::proxy::Proxy;
 use crate::tls::ClientTls;
@@ -79,6 +80,7 @@ pub(crate) struct Options {
     pub(crate) max_buffered_amount: usize,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) reconnect: Option<Backoff>,
+    pub(crate) deflate: Option<DeflateConfig>,
 }
 
 impl Options {
@@ -106,6 +108,7 @@ impl Options {
             max_buffered_amount: 16 << 20,
             keepalive: None,
             reconnect: None,
+            deflate: None,
             client_tls: ClientTls::default(),
         };
         match role {
@@ -386,6 +389,57 @@ impl Config {
     #[must_use]
     pub fn no_keepalive(self) -> Self {
         self.set(|o| o.keepalive = None)
+    }
+
+    /// Turns permessage-deflate (RFC 7692) on, on the terms of `deflate`:
+    /// a client offers it in its upgrade request, a server accepts a
+    /// client's offer (the first one it can). Messages of at least
+    /// `deflate.threshold` bytes then go out compressed, and the peer's
+    /// compressed messages are inflated, their size limits applied to
+    /// what they inflate to. Not in AIR: off by default in both roles, so
+    /// that a ported application sends what AIR sends.
+    ///
+    /// Its cost is memory on each connection that uses it: with context
+    /// takeover (the default), about 300 KiB for the compressor and 40 KiB
+    /// for the inflater at 15 window bits, kept while the connection
+    /// lives; a side that resets after each message
+    /// (`*_no_context_takeover`) frees its state while the connection is
+    /// quiet ([`release_buffers_after`](Self::release_buffers_after)).
+    /// That state is charged to the [`memory_budget`](Self::memory_budget):
+    /// a server whose budget has no room for it declines the offer (the
+    /// connection opens uncompressed), and a client does not offer.
+    /// `docs/benchmarks.md` has the measured figures.
+    ///
+    /// [`InvalidArgument`](Error::InvalidArgument) for a level above 9 or
+    /// window bits outside 8 to 15, or when the crate was built without
+    /// its `deflate` feature (on by default).
+    ///
+    /// ```
+    /// use airws::proto::deflate::DeflateConfig;
+    /// use airws::Config;
+    ///
+    /// let mut deflate = DeflateConfig::default();
+    /// deflate.server_no_context_takeover = true; // less memory per connection
+    /// let config = Config::default().permessage_deflate(deflate)?;
+    /// # let _ = config;
+    /// # Ok::<(), airws::Error>(())
+    /// ```
+    pub fn permessage_deflate(self, deflate: DeflateConfig) -> Result<Self, Error> {
+        if !cfg!(feature = "deflate") {
+            return Err(Error::argument(
+                "permessage_deflate: airws was built without its deflate feature",
+            ));
+        }
+        deflate.check().map_err(Error::argument)?;
+        Ok(self.set(|o| o.deflate = Some(deflate)))
+    }
+
+    /// Turns [`permessage_deflate`](Self::permessage_deflate) off (the
+    /// default): a client offers no extension, a server declines every
+    /// offer.
+    #[must_use]
+    pub fn no_permessage_deflate(self) -> Self {
+        self.set(|o| o.deflate = None)
     }
 
     /// The most bytes that sends which must not block may leave waiting to

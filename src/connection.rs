@@ -100,6 +100,8 @@ pub(crate) struct Conn {
     /// After this long without incoming data, the buffers grown by earlier
     /// traffic go back to their idle size.
     release_after: OnceLock<Duration>,
+    /// The extensions agreed in the opening handshake.
+    extensions: OnceLock<String>,
 }
 
 impl Conn {
@@ -127,6 +129,7 @@ impl Conn {
             reader_thread: OnceLock::new(),
             budget,
             release_after: OnceLock::new(),
+            extensions: OnceLock::new(),
         }
     }
 
@@ -172,11 +175,17 @@ impl Conn {
     pub(crate) fn send(&self, opcode: u8, payload: &[u8]) -> Result<(), Error> {
         let control = opcode == OP_PING || opcode == OP_PONG;
         let mut st = self.lock();
-        if control || payload.len() <= COALESCE_LIMIT {
+        // A compressed message is compressed under the lock and queued
+        // whole, so that the order of the compressor's messages is the
+        // order on the wire.
+        if control || payload.len() <= COALESCE_LIMIT || st.proto.will_compress(payload.len()) {
             st = self.wait_for_turn(st, control)?;
-            st.proto
-                .send_frame(opcode, payload, true)
-                .map_err(send_error)?;
+            if control {
+                st.proto.send_frame(opcode, payload, true)
+            } else {
+                st.proto.send_message(opcode, payload, FRAGMENT_SIZE)
+            }
+            .map_err(send_error)?;
             if self.cork.load(Ordering::Relaxed)
                 && st.proto.queued_len() < CORK_LIMIT
                 && self.is_reader_thread()
@@ -225,21 +234,32 @@ impl Conn {
                 limit: limit as u64,
             });
         }
-        let mut rest = payload;
-        let mut op = opcode;
-        loop {
-            let (piece, tail) = rest.split_at(rest.len().min(FRAGMENT_SIZE));
-            let fin = tail.is_empty();
-            st.proto.send_frame(op, piece, fin).map_err(send_error)?;
-            if fin {
-                break;
-            }
-            rest = tail;
-            op = OP_CONTINUATION;
+        if control {
+            st.proto.send_frame(opcode, payload, true)
+        } else {
+            st.proto.send_message(opcode, payload, FRAGMENT_SIZE)
         }
+        .map_err(send_error)?;
         self.start_flusher(&mut st);
         self.wake(&st);
         Ok(())
+    }
+
+    /// permessage-deflate was agreed in the opening handshake (before the
+    /// connection is shared with other threads).
+    pub(crate) fn set_deflate(
+        &self,
+        agreement: &crate::proto::deflate::Agreement,
+        config: &crate::proto::deflate::DeflateConfig,
+    ) {
+        self.lock().proto.set_deflate(agreement, config);
+        let _ = self.extensions.set(agreement.response());
+    }
+
+    /// The extensions in use, as the server's response names them ("" for
+    /// none).
+    pub(crate) fn extensions(&self) -> String {
+        self.extensions.get().cloned().unwrap_or_default()
     }
 
     /// What non-blocking sends queued and no writer has taken yet, in bytes.

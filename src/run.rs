@@ -38,6 +38,7 @@ impl Session {
             st.conn = Some(conn.clone());
             st.pending = None;
             st.protocol = protocol;
+            st.extensions = conn.extensions();
             st.response = response;
             st.request = request;
         });

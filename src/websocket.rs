@@ -55,6 +55,8 @@ pub(crate) struct State {
     pub(crate) pending: Option<Arc<TcpStream>>,
     /// The `protocol` property.
     pub(crate) protocol: String,
+    /// The extensions of the current or last connection.
+    pub(crate) extensions: String,
     /// The `closeReason` property.
     pub(crate) close_reason: i32,
     /// The reason in the peer's close frame of the last connection.
@@ -398,6 +400,7 @@ impl WebSocket {
                         conn: None,
                         pending: None,
                         protocol: String::new(),
+                        extensions: String::new(),
                         close_reason: 0,
                         close_text: String::new(),
                         ending_listeners: None,
@@ -445,6 +448,17 @@ impl WebSocket {
     /// offered it.
     pub fn protocol(&self) -> String {
         self.shared().state().protocol.clone()
+    }
+
+    /// The extensions the opening handshake agreed on, as the server's
+    /// `Sec-WebSocket-Extensions` names them: `"permessage-deflate"` with
+    /// its parameters when [`Config::permessage_deflate`] is on and the
+    /// peer agreed, else `""`. Of the current or last connection. Not in
+    /// AIR; like the browser's `WebSocket.extensions`.
+    ///
+    /// [`Config::permessage_deflate`]: crate::Config::permessage_deflate
+    pub fn extensions(&self) -> String {
+        self.shared().state().extensions.clone()
     }
 
     /// Whether a connection is open: from the end of the opening handshake

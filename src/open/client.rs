@@ -20,6 +20,7 @@ use crate::dial::{self, DialError};
 use crate::error::{Error, IoErrorKind, Timeout};
 use crate::event::{ReconnectEvent, SecurityErrorEvent, UpgradeRefusal};
 use crate::proto::backoff::{self, Backoff};
+use crate::proto::deflate;
 use crate::proto::handshake;
 use crate::proto::Role;
 use crate::proxy::HttpProxy;
@@ -445,6 +446,22 @@ impl Session {
                 io::Error::other(e),
             )));
         }
+        // permessage-deflate is offered when configured and the memory
+        // budget has room for its state.
+        let deflate = self
+            .config()
+            .deflate
+            .filter(|_| deflate::fits_budget(&self.config().memory_budget));
+        let mut with_offer;
+        let mut headers = headers;
+        if let Some(d) = &deflate {
+            with_offer = headers.to_vec();
+            with_offer.push((
+                "Sec-WebSocket-Extensions".to_owned(),
+                deflate::client_offer(d),
+            ));
+            headers = &with_offer;
+        }
         let request = handshake::client_request(
             &target.host_header,
             &target.resource,
@@ -464,7 +481,7 @@ impl Session {
         }
         let max = self.config().max_handshake_size;
         let head = read_head(&conn, deadline, |buf| {
-            handshake::parse_response(buf, &request.key, offered, max)
+            handshake::parse_response_offering(buf, &request.key, offered, deflate.as_ref(), max)
         });
         let (accepted, leftover) = match head {
             HeadResult::Done(accepted, leftover) => (accepted, leftover),
@@ -506,6 +523,9 @@ impl Session {
                 )));
             }
         };
+        if let (Some(agreement), Some(d)) = (&accepted.deflate, &deflate) {
+            conn.set_deflate(agreement, d);
+        }
         Ok(Opened {
             conn,
             protocol: accepted.protocol.unwrap_or_default(),

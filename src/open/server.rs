@@ -14,6 +14,7 @@ use crate::deadline::DeadlineReader;
 use crate::error::{Error, Timeout};
 use crate::event::{Event, HttpRequestEvent, UpgradeRefusal};
 use crate::proto::close::PROTOCOL_ERROR;
+use crate::proto::deflate;
 use crate::proto::handshake::{self, Request};
 use crate::proto::Role;
 use crate::session::Session;
@@ -82,8 +83,24 @@ impl Session {
         };
         let decision = self.inspect(&conn, peer, &request, deadline)?;
         let chosen = decision.protocol.unwrap_or(default_protocol);
-        let answer =
-            handshake::accept_response_with(&request.key, chosen.as_deref(), &decision.headers);
+        // permessage-deflate: the first offer this end can accept, when
+        // configured and the memory budget has room for its state.
+        let deflate = self.config().deflate.and_then(|d| {
+            if !deflate::fits_budget(&self.config().memory_budget) {
+                log::debug!("{peer}: permessage-deflate declined: the memory budget is used up");
+                return None;
+            }
+            let offers = handshake::find_headers(&request.headers, "sec-websocket-extensions");
+            deflate::server_accept(&d, &offers).map(|agreement| (agreement, d))
+        });
+        let mut headers = decision.headers;
+        if let Some((agreement, _)) = &deflate {
+            headers.push(("Sec-WebSocket-Extensions".to_owned(), agreement.response()));
+        }
+        let answer = handshake::accept_response_with(&request.key, chosen.as_deref(), &headers);
+        if let Some((agreement, d)) = &deflate {
+            conn.set_deflate(agreement, d);
+        }
         if let Err(e) = conn.write_raw(&answer) {
             conn.transport.shutdown();
             return Err(OpenFailure::Closed(

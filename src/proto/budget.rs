@@ -141,6 +141,11 @@ impl Charge {
         Charge { budget, bytes: 0 }
     }
 
+    /// A new, empty charge on the same budget.
+    pub(crate) fn sibling(&self) -> Charge {
+        Charge::new(self.budget.clone())
+    }
+
     /// Brings the charge to `bytes`: charges the difference (false when
     /// it does not fit; the charge is then unchanged), or gives it back.
     pub(crate) fn set(&mut self, bytes: usize) -> bool {

@@ -45,8 +45,9 @@
 //! assert_eq!(got, vec![Incoming::Text("ok".into())]);
 //! ```
 
-use super::budget::MemoryBudget;
+use super::budget::{Charge, MemoryBudget};
 use super::close::{self, GOING_AWAY};
+use super::deflate::{Agreement, DeflateConfig, Direction};
 use super::error::ProtocolError;
 use super::frame::{
     MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
@@ -156,6 +157,8 @@ pub enum SendError {
     InvalidControl,
     /// The operating system gave no random bytes for a masking key.
     Random(getrandom::Error),
+    /// The compressor failed (permessage-deflate); the detail is logged.
+    Compress,
 }
 
 impl fmt::Display for SendError {
@@ -172,6 +175,7 @@ impl fmt::Display for SendError {
                 f.write_str("a control frame must be final and carry at most 125 bytes")
             }
             SendError::Random(e) => write!(f, "no random bytes for a masking key: {e}"),
+            SendError::Compress => f.write_str("the message could not be compressed"),
         }
     }
 }
@@ -219,6 +223,26 @@ pub struct Connection {
     /// The reason in the peer's close frame.
     peer_reason: Option<String>,
     ending: Option<Ending>,
+    /// permessage-deflate's sending half, once agreed.
+    compression: Option<Compression>,
+}
+
+/// The sending half of permessage-deflate.
+#[derive(Debug)]
+struct Compression {
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    level: u32,
+    threshold: usize,
+    /// Our window and whether we reset after each message.
+    direction: Direction,
+    /// The compressor, made at the first message to compress; dropped
+    /// while the connection is quiet when nothing carries over.
+    #[cfg(feature = "deflate")]
+    state: Option<super::deflate::Deflater>,
+    /// The compressor's memory, charged to the budget while it exists.
+    charge: Charge,
+    /// The compressed message, between the compressor and the queue.
+    buf: Vec<u8>,
 }
 
 impl Connection {
@@ -253,7 +277,145 @@ impl Connection {
             pings: 0,
             peer_reason: None,
             ending: None,
+            compression: None,
         }
+    }
+
+    /// permessage-deflate was agreed (in the opening handshake): from now
+    /// on this end compresses the messages it sends through
+    /// [`send_message`](Self::send_message) that are at least
+    /// `config.threshold` bytes long, at `config.level`, as `agreement`
+    /// says for its role, and inflates the peer's compressed messages. The
+    /// codec's state is charged to the memory budget: when the budget has
+    /// no room for the compressor, messages go out uncompressed.
+    pub fn set_deflate(&mut self, agreement: &Agreement, config: &DeflateConfig) {
+        let (ours, peers) = agreement.directions(self.role);
+        self.receiver.set_inflate(peers);
+        self.compression = Some(Compression {
+            level: config.level,
+            threshold: config.threshold,
+            direction: ours,
+            #[cfg(feature = "deflate")]
+            state: None,
+            charge: Charge::new(self.settings.budget.clone()),
+            buf: Vec::new(),
+        });
+    }
+
+    /// Whether [`send_message`](Self::send_message) compresses a message
+    /// of `len` bytes: permessage-deflate was agreed, the message is at
+    /// least the threshold, and the agreement lets this end compress (a
+    /// window of 8 bits does not: see [`deflate`](super::deflate)).
+    pub fn will_compress(&self, len: usize) -> bool {
+        cfg!(feature = "deflate")
+            && self
+                .compression
+                .as_ref()
+                .is_some_and(|c| len >= c.threshold && c.direction.window_bits >= 9)
+    }
+
+    /// Queues a whole data message (`OP_TEXT` or `OP_BINARY`), compressed
+    /// when [`will_compress`](Self::will_compress) says so, as frames of at
+    /// most `fragment` bytes of payload (at least one frame).
+    pub fn send_message(
+        &mut self,
+        opcode: u8,
+        payload: &[u8],
+        fragment: usize,
+    ) -> Result<(), SendError> {
+        if !matches!(opcode, OP_TEXT | OP_BINARY) {
+            return Err(SendError::InvalidControl);
+        }
+        if self.close.sent() || self.ending.is_some() {
+            return Err(SendError::Closing);
+        }
+        if self.sending_message {
+            return Err(SendError::MessageInProgress);
+        }
+        let fragment = fragment.max(1);
+        if self.will_compress(payload.len()) {
+            if let Some(compressed) = self.compress(payload)? {
+                let result = self.queue_frames(opcode, &compressed, fragment, true);
+                if let Some(c) = self.compression.as_mut() {
+                    c.buf = compressed;
+                }
+                return result;
+            }
+        }
+        self.queue_frames(opcode, payload, fragment, false)
+    }
+
+    /// Compresses a message into the compression's buffer, taken out of
+    /// it; `None` when the budget has no room for the compressor.
+    #[cfg(feature = "deflate")]
+    fn compress(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, SendError> {
+        let Some(c) = self.compression.as_mut() else {
+            return Ok(None);
+        };
+        if c.state.is_none() {
+            let cost = super::deflate::state_cost(c.direction.window_bits, true);
+            if !c.charge.set(cost) {
+                log::debug!("no room in the memory budget for a compressor: sending uncompressed");
+                return Ok(None);
+            }
+            c.state = Some(super::deflate::Deflater::new(
+                c.level,
+                c.direction.window_bits,
+                c.direction.no_context_takeover,
+            ));
+        }
+        let mut out = std::mem::take(&mut c.buf);
+        out.clear();
+        match c.state.as_mut() {
+            Some(state) => state.compress(payload, &mut out).map_err(|e| {
+                log::warn!("permessage-deflate: the compressor failed: {e}");
+                SendError::Compress
+            })?,
+            None => return Ok(None),
+        }
+        Ok(Some(out))
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn compress(&mut self, _payload: &[u8]) -> Result<Option<Vec<u8>>, SendError> {
+        Ok(None)
+    }
+
+    /// Queues one message's frames; the first has RSV1 when `compressed`.
+    fn queue_frames(
+        &mut self,
+        opcode: u8,
+        payload: &[u8],
+        fragment: usize,
+        compressed: bool,
+    ) -> Result<(), SendError> {
+        let mut pieces = payload.chunks(fragment).peekable();
+        let mut op = opcode;
+        let mut rsv = if compressed { 0b100 } else { 0 };
+        loop {
+            let piece = pieces.next().unwrap_or_default();
+            let fin = pieces.peek().is_none();
+            let h = self
+                .sender
+                .frame_header_rsv(fin, rsv, op, piece.len() as u64)
+                .map_err(SendError::Random)?;
+            self.out.extend_from_slice(h.as_bytes());
+            match h.mask {
+                Some(key) => extend_masked(&mut self.out, piece, key, 0),
+                None => super::bytes::append(&mut self.out, piece),
+            }
+            if fin {
+                return Ok(());
+            }
+            op = OP_CONTINUATION;
+            rsv = 0;
+        }
+    }
+
+    /// The permessage-deflate agreement's sending direction, when one was
+    /// agreed.
+    pub fn deflate_direction(&self) -> Option<Direction> {
+        self.compression.as_ref().map(|c| c.direction)
     }
 
     /// Which end this is.
@@ -614,6 +776,18 @@ impl Connection {
     /// quiet.
     pub fn release_buffers(&mut self) {
         self.receiver.release_spares();
+        if let Some(c) = self.compression.as_mut() {
+            c.buf = Vec::new();
+            // A compressor that carries nothing over is made again for the
+            // next message.
+            if c.direction.no_context_takeover {
+                #[cfg(feature = "deflate")]
+                {
+                    c.state = None;
+                }
+                c.charge.set(0);
+            }
+        }
         if self.out.is_empty() {
             self.out = Vec::new();
         }

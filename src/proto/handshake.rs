@@ -2,6 +2,7 @@
 //! the response, the server's check of the request and its response. HTTP
 //! heads are parsed by `httparse`; nothing here touches a socket.
 
+use super::deflate::{self, Agreement, DeflateConfig, NegotiationError};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use std::fmt;
@@ -55,6 +56,24 @@ pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// Every value of a header, in order, as text (lossily).
+fn header_values(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        .collect()
+}
+
+/// Every value of the header `name` among owned pairs, in order.
+pub fn find_headers<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 /// Every value of a repeatable header, split at commas and trimmed.
@@ -227,10 +246,13 @@ pub struct Accepted {
     /// Every header of the response, in order, names as sent (values that
     /// are not UTF-8 are decoded lossily).
     pub headers: Vec<(String, String)>,
+    /// permessage-deflate, when it was offered and the server accepted it.
+    pub deflate: Option<Agreement>,
 }
 
 /// Why the client rejects the server's response.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResponseError {
     /// The head is longer than the limit.
     TooLarge,
@@ -259,6 +281,8 @@ pub enum ResponseError {
     UnofferedProtocol(String),
     /// The server enabled an extension that was not offered.
     UnofferedExtension(String),
+    /// The server's answer to the permessage-deflate offer breaks RFC 7692.
+    Extension(NegotiationError),
 }
 
 impl fmt::Display for ResponseError {
@@ -286,13 +310,15 @@ impl fmt::Display for ResponseError {
                     "the server enabled extension '{e}', which was not offered"
                 )
             }
+            ResponseError::Extension(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for ResponseError {}
 
-/// Parses and checks the server's response.
+/// Parses and checks the server's response to a request that offered no
+/// extension.
 ///
 /// Returns `Ok(None)` until `buf` holds the whole head, then the result and
 /// the length of the head (bytes after it are WebSocket frames).
@@ -300,6 +326,19 @@ pub fn parse_response(
     buf: &[u8],
     key: &str,
     offered: &[String],
+    max_head: usize,
+) -> Result<Option<(Accepted, usize)>, ResponseError> {
+    parse_response_offering(buf, key, offered, None, max_head)
+}
+
+/// [`parse_response`] for a request that offered permessage-deflate made
+/// from `deflate` (see [`deflate::client_offer`]) when it is `Some`: the
+/// server's answer to the offer is checked by [`deflate::client_accept`].
+pub fn parse_response_offering(
+    buf: &[u8],
+    key: &str,
+    offered: &[String],
+    deflate: Option<&DeflateConfig>,
     max_head: usize,
 ) -> Result<Option<(Accepted, usize)>, ResponseError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -352,15 +391,25 @@ pub fn parse_response(
         [p] if offered.iter().any(|o| o == p) => Some(p.clone()),
         _ => return Err(ResponseError::UnofferedProtocol(chosen.join(", "))),
     };
-    if let Some(ext) = header_tokens(headers, "sec-websocket-extensions").first() {
-        return Err(ResponseError::UnofferedExtension(ext.clone()));
-    }
+    let extensions = header_values(headers, "sec-websocket-extensions");
+    let deflate = match deflate {
+        Some(config) => {
+            deflate::client_accept(config, &extensions).map_err(ResponseError::Extension)?
+        }
+        None => {
+            if let Some(ext) = header_tokens(headers, "sec-websocket-extensions").first() {
+                return Err(ResponseError::UnofferedExtension(ext.clone()));
+            }
+            None
+        }
+    };
     let headers = owned_headers(headers);
     Ok(Some((
         Accepted {
             protocol,
             status,
             headers,
+            deflate,
         },
         len,
     )))

@@ -14,6 +14,8 @@
 //!   response, the server's check of a request and its responses;
 //! - [`receiver`]: the message assembler that `Connection` drives, with its
 //!   [`receiver::Limits`] and [`receiver::Incoming`] items;
+//! - [`deflate`]: permessage-deflate (RFC 7692): offers, answers and
+//!   the codec;
 //! - [`frame`]: the frame header codec and the opcodes;
 //! - [`close`]: close codes and close payloads;
 //! - [`error`]: [`error::ProtocolError`], a rule the peer broke and its code;
@@ -33,6 +35,7 @@ pub mod budget;
 pub mod bytes;
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

@@ -9,6 +9,7 @@
 use super::budget::{Charge, MemoryBudget};
 use super::bytes::append;
 use super::close::{self, INVALID_PAYLOAD, MESSAGE_TOO_BIG, PROTOCOL_ERROR, TRY_AGAIN_LATER};
+use super::deflate::Direction;
 use super::error::ProtocolError;
 use super::frame::{
     decode_header, FrameHeader, HeaderError, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OP_BINARY,
@@ -65,6 +66,22 @@ struct Partial {
     data: Vec<u8>,
     /// How much of `data` is known to be valid UTF-8 (text only).
     utf8_checked: usize,
+    /// Sent compressed (RSV1 on its first frame): `data` holds what was
+    /// inflated so far.
+    compressed: bool,
+}
+
+/// The receiving half of permessage-deflate, once agreed.
+#[derive(Debug)]
+struct Inflate {
+    /// The peer's window and whether it resets after each message.
+    direction: Direction,
+    /// The inflater, made at the first compressed message; dropped while
+    /// the connection is quiet when nothing carries over between messages.
+    #[cfg(feature = "deflate")]
+    state: Option<super::deflate::Inflater>,
+    /// The inflater's memory, charged to the budget while it exists.
+    charge: Charge,
 }
 
 #[derive(Debug)]
@@ -100,6 +117,8 @@ pub struct Receiver {
     charge: Charge,
     /// How many data messages have begun (their first frame's header).
     messages_started: u64,
+    /// permessage-deflate, when agreed.
+    inflate: Option<Inflate>,
 }
 
 /// A message's buffer starts with room for at most this much, and then
@@ -129,7 +148,23 @@ impl Receiver {
             spare_bytes: 0,
             charge: Charge::new(None),
             messages_started: 0,
+            inflate: None,
         }
+    }
+
+    /// permessage-deflate was agreed: messages whose first frame has RSV1
+    /// set are inflated as `peer` (the peer's sending direction of the
+    /// [`Agreement`](super::deflate::Agreement)) says. Their limits apply
+    /// to the inflated size, checked as they are inflated, and the
+    /// inflater's state is charged to the memory budget. Without the
+    /// `deflate` feature, such a message fails the connection with 1011.
+    pub fn set_inflate(&mut self, peer: Direction) {
+        self.inflate = Some(Inflate {
+            direction: peer,
+            #[cfg(feature = "deflate")]
+            state: None,
+            charge: self.charge.sibling(),
+        });
     }
 
     /// Charges what this receiver holds (the message being assembled, the
@@ -142,6 +177,11 @@ impl Receiver {
         // What is held already is charged as it is.
         let _ = charge.set(self.held());
         self.charge = charge;
+        if let Some(inflate) = &mut self.inflate {
+            let mut charge = self.charge.sibling();
+            let _ = charge.set(inflate.charge.bytes());
+            inflate.charge = charge;
+        }
     }
 
     /// The bytes this receiver holds: the message's buffer and the spares.
@@ -233,6 +273,18 @@ impl Receiver {
         self.spare_bytes = 0;
         self.control = Vec::new();
         self.account();
+        // An inflater that carries nothing over is made again when the
+        // next compressed message comes.
+        let between = self.message.is_none();
+        if let Some(inflate) = &mut self.inflate {
+            if between && inflate.direction.no_context_takeover {
+                #[cfg(feature = "deflate")]
+                {
+                    inflate.state = None;
+                }
+                inflate.charge.set(0);
+            }
+        }
     }
 
     /// A buffer for a new message of which `first` bytes are announced: a
@@ -329,9 +381,11 @@ impl Receiver {
             .message
             .as_ref()
             .map_or(0, |m| m.data.len() - self.room);
+        // A compressed payload is inflated, not stored: no room for it.
+        let compressed = self.message.as_ref().is_some_and(|m| m.compressed);
         // No more room than what has arrived of the message: announced
         // bytes that never come cost nothing.
-        if header.is_control() || remaining < min as u64 || arrived < min {
+        if header.is_control() || compressed || remaining < min as u64 || arrived < min {
             self.drop_room();
             return None;
         }
@@ -524,10 +578,23 @@ impl Receiver {
 
     /// Checks a header against every rule and the limits.
     fn start_frame(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
-        if h.rsv != 0 {
+        let compressed = h.rsv & RSV1 != 0;
+        if h.rsv & !RSV1 != 0 || (compressed && self.inflate.is_none()) {
             return Err(ProtocolError::new(
                 PROTOCOL_ERROR,
                 "reserved bits set without a negotiated extension",
+            ));
+        }
+        if compressed && h.is_control() {
+            return Err(ProtocolError::new(
+                PROTOCOL_ERROR,
+                "RSV1 set on a control frame",
+            ));
+        }
+        if compressed && h.opcode == OP_CONTINUATION {
+            return Err(ProtocolError::new(
+                PROTOCOL_ERROR,
+                "RSV1 set on a continuation frame",
             ));
         }
         match (self.role, h.mask.is_some()) {
@@ -579,19 +646,32 @@ impl Receiver {
                         ));
                     }
                     (None, _) => {
-                        if h.payload_len > self.limits.max_message_size {
+                        // A compressed message's limit is on what it
+                        // inflates to, checked as it does.
+                        if !compressed && h.payload_len > self.limits.max_message_size {
                             return Err(ProtocolError::new(MESSAGE_TOO_BIG, "message too big"));
                         }
-                        let first = h.payload_len.min(RESERVE_FIRST as u64) as usize;
+                        let first = if compressed {
+                            h.payload_len
+                                .saturating_mul(4)
+                                .clamp(256, RESERVE_FIRST as u64)
+                        } else {
+                            h.payload_len.min(RESERVE_FIRST as u64)
+                        } as usize;
+                        if compressed {
+                            self.start_inflating()?;
+                        }
                         let data = self.message_buffer(first);
                         self.messages_started += 1;
                         self.message = Some(Partial {
                             text: h.opcode == OP_TEXT,
                             data,
                             utf8_checked: 0,
+                            compressed,
                         });
                         self.reserve_message(first)?;
                     }
+                    (Some(m), _) if m.compressed => {}
                     (Some(m), _) => {
                         let len = m.data.len();
                         let total = len as u64 + h.payload_len;
@@ -632,6 +712,9 @@ impl Receiver {
                 "payload without a message",
             ));
         };
+        if m.compressed {
+            return self.inflate_chunk(h, done, chunk);
+        }
         let start = m.data.len();
         self.reserve_message(start + chunk.len())?;
         let Some(m) = self.message.as_mut() else {
@@ -687,6 +770,9 @@ impl Receiver {
             }
             _ => {
                 if h.fin {
+                    if self.message.as_ref().is_some_and(|m| m.compressed) {
+                        self.end_inflating()?;
+                    }
                     if let Some(m) = self.message.take() {
                         out.push(complete(m)?);
                     }
@@ -694,6 +780,172 @@ impl Receiver {
             }
         }
         Ok(())
+    }
+}
+
+/// The RSV1 bit in [`FrameHeader::rsv`]: the message is compressed.
+const RSV1: u8 = 0b100;
+
+/// A compressed message's payload is unmasked into a buffer of this size
+/// on the stack, a piece at a time, on its way to the inflater.
+const UNMASK_PIECE: usize = 4096;
+
+impl Receiver {
+    /// A compressed message begins: the inflater is made if it is not
+    /// there, its memory charged to the budget first.
+    fn start_inflating(&mut self) -> Result<(), ProtocolError> {
+        let Some(inflate) = self.inflate.as_mut() else {
+            return Err(ProtocolError::new(
+                PROTOCOL_ERROR,
+                "RSV1 set without a negotiated extension",
+            ));
+        };
+        #[cfg(feature = "deflate")]
+        {
+            if inflate.state.is_some() {
+                return Ok(());
+            }
+            let bits = inflate.direction.window_bits;
+            let cost = super::deflate::state_cost(bits, false);
+            if !inflate.charge.set(cost) {
+                return Err(ProtocolError::new(
+                    TRY_AGAIN_LATER,
+                    "the memory budget is used up: no room to inflate a message",
+                ));
+            }
+            inflate.state = Some(super::deflate::Inflater::new(
+                bits,
+                inflate.direction.no_context_takeover,
+            ));
+            Ok(())
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            let _ = inflate;
+            Err(ProtocolError::new(
+                close::INTERNAL_ERROR,
+                "permessage-deflate is not built in (the deflate feature)",
+            ))
+        }
+    }
+
+    /// Unmasks and inflates a piece of a compressed message's payload,
+    /// which begins `done` bytes into its frame's payload.
+    fn inflate_chunk(
+        &mut self,
+        h: &FrameHeader,
+        done: u64,
+        chunk: &[u8],
+    ) -> Result<(), ProtocolError> {
+        let Some(key) = h.mask else {
+            return self.inflate_into_message(chunk);
+        };
+        let mut piece = [0u8; UNMASK_PIECE];
+        let mut at = done;
+        for part in chunk.chunks(UNMASK_PIECE) {
+            let buf = &mut piece[..part.len()];
+            buf.copy_from_slice(part);
+            apply_mask(buf, key, (at % 4) as usize);
+            self.inflate_into_message(buf)?;
+            at += part.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// The last frame of a compressed message arrived: its tail is
+    /// inflated, and the inflater reset if nothing carries over.
+    fn end_inflating(&mut self) -> Result<(), ProtocolError> {
+        #[cfg(feature = "deflate")]
+        {
+            let needs_tail = self
+                .inflate
+                .as_ref()
+                .and_then(|i| i.state.as_ref())
+                .is_some_and(|s| s.needs_tail());
+            if needs_tail {
+                self.inflate_into_message(&super::deflate::TAIL)?;
+            }
+            if let Some(state) = self.inflate.as_mut().and_then(|i| i.state.as_mut()) {
+                state.end_message();
+            }
+        }
+        Ok(())
+    }
+
+    /// Inflates `input` into the message, growing its buffer as `Vec`
+    /// does but never past one byte over the message limit, each growth
+    /// charged to the budget first; checks the limit and the text's UTF-8
+    /// on what comes out, as it comes.
+    #[cfg(feature = "deflate")]
+    fn inflate_into_message(&mut self, input: &[u8]) -> Result<(), ProtocolError> {
+        let Some(mut state) = self.inflate.as_mut().and_then(|i| i.state.take()) else {
+            return Err(ProtocolError::new(
+                PROTOCOL_ERROR,
+                "compressed payload without a compressed message",
+            ));
+        };
+        let result = self.inflate_with(&mut state, input);
+        if let Some(inflate) = self.inflate.as_mut() {
+            inflate.state = Some(state);
+        }
+        result
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn inflate_into_message(&mut self, _input: &[u8]) -> Result<(), ProtocolError> {
+        Err(ProtocolError::new(
+            close::INTERNAL_ERROR,
+            "permessage-deflate is not built in (the deflate feature)",
+        ))
+    }
+
+    #[cfg(feature = "deflate")]
+    fn inflate_with(
+        &mut self,
+        state: &mut super::deflate::Inflater,
+        mut input: &[u8],
+    ) -> Result<(), ProtocolError> {
+        let limit = usize::try_from(self.limits.max_message_size).unwrap_or(usize::MAX);
+        loop {
+            let Some(m) = self.message.as_ref() else {
+                return Ok(());
+            };
+            let len = m.data.len();
+            if m.data.capacity() == len {
+                let want = len
+                    .saturating_add(len.max(RESERVE_FIRST))
+                    .min(limit.saturating_add(1));
+                self.reserve_message(want)?;
+            }
+            let Some(m) = self.message.as_mut() else {
+                return Ok(());
+            };
+            let room = m.data.capacity() - m.data.len();
+            let progress = state.inflate(input, &mut m.data).map_err(|_| {
+                ProtocolError::new(INVALID_PAYLOAD, "the compressed data is invalid")
+            })?;
+            input = &input[progress.consumed..];
+            if m.data.len() > limit {
+                return Err(ProtocolError::new(
+                    MESSAGE_TOO_BIG,
+                    "message too big once inflated",
+                ));
+            }
+            if m.text && !utf8::advance(&m.data, &mut m.utf8_checked) {
+                return Err(ProtocolError::new(
+                    INVALID_PAYLOAD,
+                    "text message is not valid UTF-8",
+                ));
+            }
+            if input.is_empty() && progress.drained {
+                return Ok(());
+            }
+            if progress.consumed == 0 && progress.produced == 0 && room > 0 {
+                // zlib makes progress whenever it has input and room; this
+                // is a stream that wants neither.
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -77,11 +77,24 @@ impl Sender {
         opcode: u8,
         len: u64,
     ) -> Result<OutgoingHeader, getrandom::Error> {
+        self.frame_header_rsv(fin, 0, opcode, len)
+    }
+
+    /// [`frame_header`](Self::frame_header) with the RSV bits `rsv` (RSV1
+    /// = 0b100: the first frame of a compressed message).
+    pub fn frame_header_rsv(
+        &mut self,
+        fin: bool,
+        rsv: u8,
+        opcode: u8,
+        len: u64,
+    ) -> Result<OutgoingHeader, getrandom::Error> {
         let mask = match self.role {
             Role::Client => Some(self.keys.next_key()?),
             Role::Server => None,
         };
-        let (bytes, n) = header_bytes(fin, opcode, mask, len);
+        let (mut bytes, n) = header_bytes(fin, opcode, mask, len);
+        bytes[0] |= (rsv & 0x7) << 4;
         Ok(OutgoingHeader {
             bytes,
             len: n,
