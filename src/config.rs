@@ -415,8 +415,7 @@ impl Config {
     /// its `deflate` feature (on by default).
     ///
     /// ```
-    /// use airws::proto::deflate::DeflateConfig;
-    /// use airws::Config;
+    /// use airws::{Config, DeflateConfig};
     ///
     /// let mut deflate = DeflateConfig::default();
     /// deflate.server_no_context_takeover = true; // less memory per connection

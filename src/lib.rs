@@ -102,6 +102,7 @@ pub use event::{
 pub use limit::{ConnectionLimit, DEFAULT_CONNECTION_LIMIT};
 pub use message::MessageData;
 pub use proto::budget::{MemoryBudget, DEFAULT_BUDGET};
+pub use proto::deflate::DeflateConfig;
 pub use proxy::{HttpProxy, Proxy};
 pub use pump::{EventPump, DEFAULT_PUMP_BYTES, DEFAULT_PUMP_EVENTS};
 pub use server_socket::{AcceptedSocket, IntoAcceptedSocket, ServerSocket};
