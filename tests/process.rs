@@ -411,3 +411,288 @@ fn reconnecting_clients_leave_no_thread_behind_once_closed_or_dropped() {
         },
     );
 }
+
+// ------------------------------------------------- decompression bombs
+
+/// The compressed payload of a binary message that inflates to 1 GiB of
+/// zeros, as RFC 7692 sends it (raw deflate, a sync flush after each MiB,
+/// the last 4-byte tail removed), and how many of its first bytes inflate
+/// to exactly 15 MiB. Compressing 1 GiB takes half a minute in a debug
+/// build; but once the window is full of zeros, each further MiB of zeros
+/// compresses to the same bytes, so those are repeated instead, and the
+/// first 5 MiB are inflated back to check it.
+#[cfg(feature = "deflate")]
+fn gib_of_zeros_deflated() -> (Vec<u8>, usize) {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+    const MIB: usize = 1 << 20;
+    let zeros = vec![0u8; MIB];
+    let mut deflate = Compress::new(Compression::default(), false);
+    let pieces: Vec<Vec<u8>> = (0..4)
+        .map(|_| {
+            let mut out = Vec::with_capacity(MIB / 64);
+            let before = deflate.total_in();
+            deflate
+                .compress_vec(&zeros, &mut out, FlushCompress::Sync)
+                .expect("deflate");
+            assert_eq!(deflate.total_in() - before, MIB as u64, "all of it taken");
+            assert!(out.len() < out.capacity(), "all of it flushed");
+            assert_eq!(out[out.len() - 4..], [0, 0, 0xFF, 0xFF]);
+            out
+        })
+        .collect();
+    assert_eq!(pieces[2], pieces[3], "a MiB of zeros in a window of zeros");
+    let mut payload = [pieces[0].as_slice(), &pieces[1]].concat();
+    for _ in 2..1024 {
+        payload.extend_from_slice(&pieces[2]);
+    }
+    let first_15_mib = pieces[0].len() + pieces[1].len() + 13 * pieces[2].len();
+    // The first 5 MiB, as sent, inflate to zeros.
+    let head = pieces[0].len() + pieces[1].len() + 3 * pieces[2].len();
+    let mut inflate = Decompress::new(false);
+    let mut out = Vec::with_capacity(5 * MIB + 1);
+    inflate
+        .decompress_vec(&payload[..head], &mut out, FlushDecompress::Sync)
+        .expect("inflate");
+    assert_eq!(inflate.total_in(), head as u64);
+    assert!(out.len() == 5 * MIB && out.iter().all(|&b| b == 0));
+    payload.truncate(payload.len() - 4);
+    (payload, first_15_mib)
+}
+
+/// A decompression bomb: the frames of one binary message that inflates
+/// to 1 GiB of zeros, as a client sends them (masked, RSV1 on the first).
+#[cfg(feature = "deflate")]
+struct DeflateBomb {
+    /// The first frame: what inflates to 15 MiB, then a ping.
+    first: Vec<u8>,
+    /// The rest of the message, in three continuation frames.
+    rest: std::sync::Arc<Vec<u8>>,
+}
+
+#[cfg(feature = "deflate")]
+impl DeflateBomb {
+    /// The bomb's frames: about 1 MiB on the wire.
+    fn new() -> DeflateBomb {
+        use support::{RawFrame, OP_BINARY, OP_CONT, OP_PING};
+        let (payload, split) = gib_of_zeros_deflated();
+        let key = [0x3A, 0x91, 0x5E, 0xC7];
+        let mut first = RawFrame::new(OP_BINARY, &payload[..split])
+            .fin(false)
+            .rsv(0b100)
+            .masked(key)
+            .build();
+        first.extend(RawFrame::new(OP_PING, b"held".to_vec()).masked(key).build());
+        let tail = &payload[split..];
+        let third = tail.len() / 3 + 1;
+        let parts: Vec<&[u8]> = tail.chunks(third).collect();
+        assert_eq!(parts.len(), 3);
+        let mut rest = Vec::with_capacity(tail.len() + 64);
+        for (i, part) in parts.iter().enumerate() {
+            rest.extend(
+                RawFrame::new(OP_CONT, part.to_vec())
+                    .fin(i == 2)
+                    .masked(key)
+                    .build(),
+            );
+        }
+        eprintln!(
+            "the bomb: {} bytes on the wire ({} of them compressed data) inflate to 1 GiB",
+            first.len() + rest.len(),
+            payload.len()
+        );
+        DeflateBomb {
+            first,
+            rest: std::sync::Arc::new(rest),
+        }
+    }
+
+    /// Connects to `port`, offering permessage-deflate, checks that the
+    /// 101 accepted it, and sends the first frame and the ping: once the
+    /// pong comes back, the server holds the first 15 MiB inflated.
+    fn arm(&self, port: u16) -> support::RawPeer {
+        let (mut peer, head) =
+            support::raw_client(port, "Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        let agreed = support::header(&head, "Sec-WebSocket-Extensions").unwrap_or("");
+        assert_eq!(
+            agreed.split(';').next().map(str::trim),
+            Some("permessage-deflate"),
+            "the server did not accept the offer: {head}"
+        );
+        peer.send_raw(&self.first);
+        let pong = peer.read();
+        assert_eq!(
+            (pong.opcode, pong.payload.as_slice()),
+            (support::OP_PONG, &b"held"[..]),
+            "a pong while the server holds 15 MiB of the message"
+        );
+        peer
+    }
+
+    /// Sends the rest of the message on `peer` (from a thread of its own,
+    /// since the server may stop reading) and reads what the server
+    /// sends: the code of its close frame (`None`: the connection ended
+    /// without one).
+    fn detonate(&self, mut peer: support::RawPeer) -> Option<u16> {
+        use std::io::Write;
+        let mut out = peer.stream.try_clone().expect("a second handle");
+        out.set_write_timeout(Some(support::WAIT))
+            .expect("write timeout");
+        let rest = self.rest.clone();
+        let writer = std::thread::spawn(move || out.write_all(&rest).is_ok());
+        let mut code = None;
+        for _ in 0..100 {
+            match peer.try_read() {
+                Ok(Some(f)) if f.opcode == support::OP_CLOSE => {
+                    code = f.close_code();
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Unblocks the writer if the server stopped reading.
+        let _ = peer.stream.shutdown(std::net::Shutdown::Both);
+        let _ = writer.join().expect("the writer");
+        code
+    }
+}
+
+/// For the child of the bomb tests (`AIRWS_CHILD=deflate_server`): serves
+/// the README's server with permessage-deflate on and a server's default
+/// limits (16 MiB messages, the default memory budget), prints its port
+/// and returns once its input ends; true then. False in any other process.
+#[cfg(feature = "deflate")]
+fn serve_deflate_if_child() -> bool {
+    if std::env::var("AIRWS_CHILD").as_deref() != Ok("deflate_server") {
+        return false;
+    }
+    use std::io::Read;
+    let config = airws::Config::default()
+        .permessage_deflate(airws::proto::deflate::DeflateConfig::default())
+        .expect("permessage-deflate");
+    let server =
+        echo_server::listen_with("127.0.0.1:0".parse().expect("address"), config).expect("listen");
+    println!("PORT {}", server.local_port());
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+    true
+}
+
+/// Runs test `name` again in a child process, as the server of
+/// [`serve_deflate_if_child`], under a 2 GiB address-space cap.
+#[cfg(feature = "deflate")]
+fn deflate_server(name: &str) -> (support::Kill, u16) {
+    let exe = std::env::current_exe().expect("the test binary");
+    let (server, port) = server_under_2_gib(
+        &exe,
+        &[name, "--exact", "--nocapture", "--test-threads=1"],
+        &[("AIRWS_CHILD", "deflate_server")],
+    );
+    // prlimit runs the server in its own process: that is what is measured.
+    let running = std::fs::read_link(format!("/proc/{}/exe", server.0.id())).expect("its binary");
+    assert_eq!(running, exe, "the child is the test binary");
+    (server, port)
+}
+
+/// The peak resident memory of process `pid` so far (`VmHWM`), in KiB.
+#[cfg(feature = "deflate")]
+fn peak_resident_kib(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// The server still serves a new client (uncompressed), and lives.
+#[cfg(feature = "deflate")]
+fn still_serves(server: &mut support::Kill, port: u16) {
+    let (mut peer, _) = support::raw_client(port, "");
+    peer.text("still here");
+    assert_eq!(
+        peer.read_message(),
+        (support::OP_TEXT, b"still here".to_vec())
+    );
+    assert!(server.0.try_wait().expect("its status").is_none());
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn a_deflate_bomb_of_1_gib_is_refused_with_1009_and_the_server_peaks_under_256_mib() {
+    if serve_deflate_if_child() {
+        return;
+    }
+    let bomb = DeflateBomb::new();
+    let (mut server, port) = deflate_server(
+        "a_deflate_bomb_of_1_gib_is_refused_with_1009_and_the_server_peaks_under_256_mib",
+    );
+    let pid = server.0.id();
+    let idle = peak_resident_kib(pid);
+    let started = Instant::now();
+    let peer = bomb.arm(port);
+    let held = peak_resident_kib(pid);
+    let code = bomb.detonate(peer);
+    let took = started.elapsed();
+    let peak = peak_resident_kib(pid);
+    eprintln!(
+        "server peak resident (VmHWM): {idle} KiB idle, {held} KiB holding 15 MiB of the \
+         message, {peak} KiB after the close ({code:?}, {took:?} from the upgrade)"
+    );
+    assert_eq!(code, Some(1009), "a message over the limit once inflated");
+    assert!(
+        peak < 256 << 10,
+        "the server's peak resident memory was {peak} KiB"
+    );
+    still_serves(&mut server, port);
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn eight_deflate_bombs_held_at_once_peak_under_eight_message_limits_and_the_base() {
+    const BOMBS: usize = 8;
+    // The server's message limit (a server's default).
+    const LIMIT_KIB: i64 = 16 << 10;
+    if serve_deflate_if_child() {
+        return;
+    }
+    let bomb = std::sync::Arc::new(DeflateBomb::new());
+    let (mut server, port) = deflate_server(
+        "eight_deflate_bombs_held_at_once_peak_under_eight_message_limits_and_the_base",
+    );
+    let pid = server.0.id();
+    let base = peak_resident_kib(pid);
+    // Each bomb's first 15 MiB are held before any goes off.
+    let peers: Vec<_> = (0..BOMBS).map(|_| bomb.arm(port)).collect();
+    let held = peak_resident_kib(pid);
+    let started = Instant::now();
+    let detonations: Vec<_> = peers
+        .into_iter()
+        .map(|peer| {
+            let bomb = bomb.clone();
+            std::thread::spawn(move || bomb.detonate(peer))
+        })
+        .collect();
+    let codes: Vec<Option<u16>> = detonations
+        .into_iter()
+        .map(|d| d.join().expect("a bomb"))
+        .collect();
+    let took = started.elapsed();
+    let peak = peak_resident_kib(pid);
+    eprintln!(
+        "server peak resident (VmHWM): {base} KiB before, {held} KiB with {BOMBS} bombs \
+         holding 15 MiB each, {peak} KiB after their closes {codes:?} ({took:?})"
+    );
+    assert!(
+        codes.iter().all(|c| matches!(c, Some(1009 | 1013))),
+        "{codes:?}"
+    );
+    // Each connection holds at most its message limit (and one byte) of
+    // inflated data, plus its inflater (under 64 KiB) and what its thread
+    // and reads take: 1 MiB each is ample for those.
+    let bound = base + BOMBS as i64 * (LIMIT_KIB + 1024);
+    assert!(
+        peak <= bound,
+        "the server's peak resident memory was {peak} KiB, over {bound} KiB"
+    );
+    still_serves(&mut server, port);
+}

@@ -271,7 +271,11 @@ impl Receiver {
     pub fn release_spares(&mut self) {
         self.spares = Vec::new();
         self.spare_bytes = 0;
-        self.control = Vec::new();
+        // A control frame's payload being received stays.
+        let in_control = matches!(self.state, State::Payload { header, .. } if header.is_control());
+        if !in_control {
+            self.control = Vec::new();
+        }
         self.account();
         // An inflater that carries nothing over is made again when the
         // next compressed message comes.
@@ -652,9 +656,12 @@ impl Receiver {
                             return Err(ProtocolError::new(MESSAGE_TOO_BIG, "message too big"));
                         }
                         let first = if compressed {
+                            // What it inflates to is unknown: a guess, never
+                            // more than one byte past the limit.
                             h.payload_len
                                 .saturating_mul(4)
                                 .clamp(256, RESERVE_FIRST as u64)
+                                .min(self.limits.max_message_size.saturating_add(1))
                         } else {
                             h.payload_len.min(RESERVE_FIRST as u64)
                         } as usize;
