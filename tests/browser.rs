@@ -3,7 +3,9 @@
 //! port, then closes with a code. Both sides' observations are checked.
 //! Chromium also meets the Origin allow-list (a page of another origin is
 //! refused, a page of the server's own is served) and a wss
-//! `ServerSocket::with_tls` whose test CA it trusts.
+//! `ServerSocket::with_tls` whose test CA it trusts. With permessage-deflate
+//! on in our servers, Chromium agrees to it (with and without context
+//! takeover, with smaller windows) and exchanges 1 MiB messages.
 //!
 //! Switched on by the `browser` feature (`.ci/run` installs Chromium, and
 //! NSS's `certutil` for the CA); with the feature on, a missing browser or
@@ -12,6 +14,7 @@
 
 mod support;
 
+use airws::proto::deflate::DeflateConfig;
 use airws::{
     Config, Event, EventDispatcher, HttpRequestEvent, ServerSocket, ServerSocketConnectEvent,
     ServerTls, WebSocket, WebSocketEvent,
@@ -153,9 +156,11 @@ fn chromium_talks_to_the_browser_demo() {
 
 /// A server of ours for pages and their WebSockets: `GET` of a page in
 /// `pages` answers it; `GET /report?...` sends `REPORT ...` on the channel;
-/// WebSockets echo, and report `WS CONNECT origin=<Origin>`, `WS TEXT
-/// <text>`, `WS CLOSE <code>`, and `WS REFUSED <status>` for an upgrade it
-/// refused.
+/// WebSockets echo, and report `WS CONNECT origin=<Origin>` (then `WS
+/// EXTENSIONS <agreed>` when an extension was agreed), `WS TEXT <text>`
+/// (`WS DIGEST TEXT|BINARY <bytes> <sha1>` for binary and for text longer
+/// than [`LONG_TEXT`]), `WS CLOSE <code>`, and `WS REFUSED <status>` for an
+/// upgrade it refused.
 struct PageServer {
     server: ServerSocket,
     port: u16,
@@ -210,10 +215,18 @@ impl PageServer {
                     .and_then(|w| w.handshake_request())
                     .and_then(|r| r.header("origin").map(str::to_owned));
                 s(format!("WS CONNECT origin={}", origin.unwrap_or_default()));
+                let extensions = e.target::<WebSocket>().map(|w| w.extensions());
+                if let Some(agreed) = extensions.filter(|x| !x.is_empty()) {
+                    s(format!("WS EXTENSIONS {agreed}"));
+                }
             });
             let s = say.clone();
             ws.add_event_listener(WebSocketEvent::DATA, move |e: &Event| {
-                s(format!("WS TEXT {}", e.string_data().unwrap_or("<binary>")));
+                match e.string_data() {
+                    Some(text) if text.len() <= LONG_TEXT => s(format!("WS TEXT {text}")),
+                    Some(text) => s(format!("WS DIGEST {}", digest("TEXT", text.as_bytes()))),
+                    None => s(format!("WS DIGEST {}", digest("BINARY", e.data()))),
+                }
                 if let Some(ws) = e.target::<WebSocket>() {
                     let _ = ws.send_message(e.format(), e.data());
                 }
@@ -261,6 +274,18 @@ impl Drop for PageServer {
     fn drop(&mut self) {
         self.server.close();
     }
+}
+
+/// Text longer than this many bytes is reported by its digest.
+const LONG_TEXT: usize = 256;
+
+/// A message as `<kind> <bytes> <sha1 hex>`.
+fn digest(kind: &str, data: &[u8]) -> String {
+    format!(
+        "{kind} {} {}",
+        data.len(),
+        sha1_smol::Sha1::from(data).digest()
+    )
 }
 
 /// The lines of the page servers up to the first `REPORT`, and the report.
@@ -448,5 +473,194 @@ fn chromium_trusting_the_test_ca_talks_to_a_wss_server_socket() {
         [&format!("WS CONNECT origin={origin}"), "WS TEXT over wss"],
         "{lines:#?}"
     );
+    assert!(saw(&rx, &lines, "WS CLOSE 1000"), "{lines:#?}");
+}
+
+// ---------------------------------------------------------------- permessage-deflate
+
+/// A page that, for each WebSocket URL in turn, connects, sends 1 Mi
+/// characters of JSON-like text, 1 MiB of compressible binary and the text
+/// again, checks each echo against what it sent, closes with 1000, and
+/// reports for each: `ws.extensions`, the digest (`TEXT|BINARY <bytes>
+/// <sha1>`) of each message sent, `same` or what differed for each echo,
+/// and the close code and `wasClean`. The report is JSON, URL-encoded.
+fn deflate_page(ws_urls: &[String]) -> String {
+    let urls = ws_urls
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        r#"<!doctype html><meta charset="utf-8"><title>deflate</title><script>
+const MiB = 1 << 20;
+function jsonText() {{
+  const parts = [];
+  let length = 0;
+  for (let i = 0; length < MiB; i++) {{
+    const r = `{{"id":${{i}},"user":"user-${{i}}","city":"Zürich","tags":["alpha","beta","✓"],"score":${{i * 37 % 1000}}}}`;
+    parts.push(r);
+    length += r.length + 1;
+  }}
+  return parts.join(",").slice(0, MiB);
+}}
+function structured() {{
+  const b = new Uint8Array(MiB);
+  for (let i = 0; i < MiB; i++) b[i] = ((i >> 6) & 255) ^ (i % 7);
+  return b;
+}}
+const hex = (buf) => [...new Uint8Array(buf)].map((x) => x.toString(16).padStart(2, "0")).join("");
+async function digest(m) {{
+  const bytes = typeof m === "string" ? new TextEncoder().encode(m) : new Uint8Array(m);
+  const kind = typeof m === "string" ? "TEXT" : "BINARY";
+  return kind + " " + bytes.length + " " + hex(await crypto.subtle.digest("SHA-1", bytes));
+}}
+function same(sent, got) {{
+  if (typeof sent === "string") return got === sent;
+  if (!(got instanceof ArrayBuffer) || got.byteLength !== sent.length) return false;
+  const g = new Uint8Array(got);
+  for (let i = 0; i < g.length; i++) if (g[i] !== sent[i]) return false;
+  return true;
+}}
+async function exchange(url, messages) {{
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  const inbox = [];
+  let waiting = null;
+  const deliver = (m) => {{
+    if (waiting) {{ const w = waiting; waiting = null; w(m); }} else inbox.push(m);
+  }};
+  ws.onmessage = (e) => deliver(e.data);
+  const closed = new Promise((resolve) => {{
+    ws.onclose = (e) => {{ resolve(e); deliver(null); }};
+  }});
+  const opened = await new Promise((resolve) => {{
+    ws.onopen = () => resolve(true);
+    closed.then(() => resolve(false));
+  }});
+  const result = {{ extensions: ws.extensions, sent: [], echoed: [] }};
+  if (opened) {{
+    for (const m of messages) {{
+      ws.send(m);
+      const got = inbox.length ? inbox.shift() : await new Promise((r) => {{ waiting = r; }});
+      result.sent.push(await digest(m));
+      result.echoed.push(same(m, got) ? "same" : got === null ? "closed" : "differs: " + await digest(got));
+      if (got === null) break;
+    }}
+    ws.close(1000);
+  }}
+  const e = await closed;
+  result.code = e.code;
+  result.clean = e.wasClean;
+  return result;
+}}
+(async () => {{
+  let report;
+  try {{
+    const text = jsonText();
+    const binary = structured();
+    const results = [];
+    for (const url of [{urls}]) results.push(await exchange(url, [text, binary, text]));
+    report = results;
+  }} catch (e) {{
+    report = {{ error: String(e) }};
+  }}
+  fetch("/report?" + encodeURIComponent(JSON.stringify(report)));
+}})();
+</script>"#
+    )
+}
+
+/// A server `Config` with permessage-deflate on these terms.
+fn with_deflate(deflate: DeflateConfig) -> Config {
+    Config::default()
+        .permessage_deflate(deflate)
+        .expect("a valid permessage-deflate config")
+}
+
+/// A lean permessage-deflate: no context takeover either way, a 10-bit
+/// window for the server and 11 bits for the client (Chromium's offer of
+/// `client_max_window_bits` lets the server ask for it).
+fn lean_deflate() -> DeflateConfig {
+    let mut deflate = DeflateConfig::default();
+    deflate.server_no_context_takeover = true;
+    deflate.client_no_context_takeover = true;
+    deflate.server_max_window_bits = 10;
+    deflate.client_max_window_bits = 11;
+    deflate
+}
+
+#[test]
+fn deflate_chromium_exchanges_mebibytes_compressed_with_our_server() {
+    let chromium = chromium();
+    let (tx, rx) = mpsc::channel();
+    // The page's own server with permessage-deflate's defaults, and a
+    // second one with the lean terms.
+    let plain = PageServer::bind(
+        ServerSocket::new(),
+        |_| with_deflate(DeflateConfig::default()),
+        tx.clone(),
+    );
+    let lean = PageServer::bind(ServerSocket::new(), |_| with_deflate(lean_deflate()), tx);
+    let origin = format!("http://127.0.0.1:{}", plain.port);
+    let urls = [
+        format!("ws://127.0.0.1:{}/ws", plain.port),
+        format!("ws://127.0.0.1:{}/ws", lean.port),
+    ];
+    plain.page("/", deflate_page(&urls));
+    plain.listen();
+    lean.listen();
+    let _browser = Browser::open(&chromium, &format!("{origin}/"), None);
+    let (lines, report) = until_report(&rx);
+    let report = percent_encoding::percent_decode_str(&report)
+        .decode_utf8()
+        .expect("a UTF-8 report")
+        .into_owned();
+
+    // What our servers saw: each connection's agreement, then the digests
+    // of the three messages.
+    let agreed = [
+        "permessage-deflate",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+         server_max_window_bits=10; client_max_window_bits=11",
+    ];
+    let seen = websocket_lines(&lines);
+    let digests: Vec<&str> = seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("WS DIGEST "))
+        .collect();
+    assert_eq!(digests.len(), 6, "three messages on each: {lines:#?}");
+    let (text, binary) = (digests[0], digests[1]);
+    assert!(text.starts_with("TEXT "), "{text}");
+    assert_eq!(
+        binary.split(' ').take(2).collect::<Vec<_>>(),
+        ["BINARY", "1048576"]
+    );
+    let mut expected = Vec::new();
+    for agreement in agreed {
+        expected.extend([
+            format!("WS CONNECT origin={origin}"),
+            format!("WS EXTENSIONS {agreement}"),
+            format!("WS DIGEST {text}"),
+            format!("WS DIGEST {binary}"),
+            format!("WS DIGEST {text}"),
+        ]);
+    }
+    assert_eq!(seen, expected, "{lines:#?}");
+    assert!(
+        text.split(' ')
+            .nth(1)
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n >= 1 << 20),
+        "at least 1 MiB of text: {text}"
+    );
+
+    // What the browser saw: the same agreement, what it sent is what our
+    // servers received, and every echo equal to what it sent.
+    let one = |agreement: &str| {
+        format!(
+            r#"{{"extensions":"{agreement}","sent":["{text}","{binary}","{text}"],"echoed":["same","same","same"],"code":1000,"clean":true}}"#
+        )
+    };
+    assert_eq!(report, format!("[{},{}]", one(agreed[0]), one(agreed[1])));
     assert!(saw(&rx, &lines, "WS CLOSE 1000"), "{lines:#?}");
 }

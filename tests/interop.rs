@@ -11,6 +11,15 @@
 //! `prevent_default()` and once through a configured CA, and refused (1015)
 //! without either.
 //!
+//! permessage-deflate (the `deflate_*` tests), each way with each peer, with
+//! and without context takeover, and offered to a peer that declines it:
+//! both ends report what they agreed, every message (JSON-like text, a
+//! record sent twice, hundreds of KiB of binary, 1.5 MiB that does not
+//! compress, empty and fragmented ones) comes back byte for byte, and a
+//! relay between the two counts what each message took on the wire each
+//! way: compressed, and a repeated message a fraction of its first copy
+//! exactly when the sender keeps its context.
+//!
 //! Switched on by the `interop` feature (as `.ci/run` does); with it on, a
 //! missing peer fails the tests. The peers are found at
 //! `.ci/.venv/bin/python` (or `$AIRWS_PYTHON`) and `node` on the PATH (or
@@ -20,14 +29,16 @@
 
 mod support;
 
+use airws::proto::deflate::DeflateConfig;
 use airws::{
     ClientTls, Config, Event, EventDispatcher, SecurityErrorEvent, ServerSocket,
     ServerSocketConnectEvent, ServerTls, UpgradeRequestEvent, WebSocket, WebSocketEvent,
 };
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -330,12 +341,19 @@ enum Srv {
     Text(String),
     Binary(Vec<u8>),
     Close(i32),
+    /// Before each message, with a relay's counts: the bytes that had
+    /// passed it each way when the message arrived (see [`Relay`]).
+    Wire(u64, u64),
 }
+
+/// What a [`Relay`] counted: client to server, server to client.
+type WireCounts = Arc<[AtomicU64; 2]>;
 
 /// Our server for the peers' client script: answers subprotocol `chat`,
 /// echoes every message, pings on `cmd:ping-me:PAYLOAD` and closes with a
 /// code and reason on `cmd:close:CODE:REASON`. Reports every event as
-/// (connection number, event).
+/// (connection number, event); with a relay's counts, a [`Srv::Wire`]
+/// before each message.
 struct OurServer {
     server: ServerSocket,
     port: u16,
@@ -350,6 +368,16 @@ impl OurServer {
 
     /// With `server`: a `ServerSocket::with_tls` serves wss.
     fn start_with(server: ServerSocket) -> OurServer {
+        OurServer::serve(server, Config::default(), None)
+    }
+
+    /// With `config` for each accepted connection (permessage-deflate, say),
+    /// reached through the relay that counts into `wire`.
+    fn configured(config: Config, wire: WireCounts) -> OurServer {
+        OurServer::serve(ServerSocket::new(), config, Some(wire))
+    }
+
+    fn serve(server: ServerSocket, config: Config, wire: Option<WireCounts>) -> OurServer {
         let (tx, events) = mpsc::channel::<(u64, Srv)>();
         let tx = Arc::new(Mutex::new(tx));
         let sockets: Arc<Mutex<Vec<WebSocket>>> = Arc::default();
@@ -366,16 +394,24 @@ impl OurServer {
                         .send((id, seen));
                 }
             };
-            let ws = WebSocket::new();
+            let ws = WebSocket::with_config(config.clone());
             ws.set_protocol("chat").expect("protocol");
             let r = report.clone();
             ws.add_event_listener(Event::CONNECT, move |e: &Event| {
                 let ws = e.target::<WebSocket>().expect("target");
                 r(Srv::Connect(ws.protocol()));
             });
-            let r = report.clone();
+            let (r, wire) = (report.clone(), wire.clone());
             ws.add_event_listener(WebSocketEvent::DATA, move |e: &Event| {
                 let ws = e.target::<WebSocket>().expect("target");
+                // Before the echo: what passed is exactly up to this message
+                // and the echo before it.
+                if let Some(w) = &wire {
+                    r(Srv::Wire(
+                        w[0].load(Ordering::SeqCst),
+                        w[1].load(Ordering::SeqCst),
+                    ));
+                }
                 r(match e.string_data() {
                     Some(s) => Srv::Text(s.to_owned()),
                     None => Srv::Binary(e.data().to_vec()),
@@ -855,4 +891,667 @@ fn reconnect_comes_back_to_a_python_websockets_server_started_again_on_its_port(
     ws.close(4005).expect("close");
     assert_eq!(second.expect("CLOSED"), "4005 -");
     assert!(ws.wait_closed(PEER_WAIT));
+}
+
+// ------------------------------------------------------------ permessage-deflate
+
+/// A relay on 127.0.0.1 in front of a server's port, for one connection:
+/// it counts the bytes that pass each way, which tells compressed traffic
+/// from plain on the wire.
+struct Relay {
+    port: u16,
+    counts: WireCounts,
+    accepted: Arc<AtomicBool>,
+    /// One message from each direction's copier as it ends.
+    ended: Receiver<()>,
+}
+
+/// The longest a relayed connection may last.
+const RELAY_LIFETIME: Duration = Duration::from_secs(120);
+
+impl Relay {
+    /// Relays to `target`, counting into `counts`.
+    fn start(target: u16, counts: WireCounts) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let port = listener.local_addr().expect("the relay's address").port();
+        let accepted = Arc::new(AtomicBool::new(false));
+        let (tx, ended) = mpsc::channel();
+        let (c, a) = (counts.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            let Ok((near, _)) = listener.accept() else {
+                return;
+            };
+            a.store(true, Ordering::SeqCst);
+            drop(listener);
+            let Ok(far) = TcpStream::connect(("127.0.0.1", target)) else {
+                return;
+            };
+            let (Ok(near2), Ok(far2)) = (near.try_clone(), far.try_clone()) else {
+                return;
+            };
+            let (c2, tx2) = (c.clone(), tx.clone());
+            std::thread::spawn(move || {
+                copy_counting(near2, far2, &c2[0]);
+                let _ = tx2.send(());
+            });
+            copy_counting(far, near, &c[1]);
+            let _ = tx.send(());
+        });
+        Relay {
+            port,
+            counts,
+            accepted,
+            ended,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    /// The bytes that passed so far: client to server, server to client.
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.counts[0].load(Ordering::SeqCst),
+            self.counts[1].load(Ordering::SeqCst),
+        )
+    }
+
+    /// Waits for the relayed connection to end both ways; returns the
+    /// bytes that passed.
+    fn finish(&self) -> (u64, u64) {
+        for _ in 0..2 {
+            self.ended
+                .recv_timeout(PEER_WAIT)
+                .expect("the relayed connection ends within the wait");
+        }
+        self.counts()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // A relay nobody connected to: its accept is woken, and it ends.
+        if !self.accepted.load(Ordering::SeqCst) {
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+        }
+    }
+}
+
+/// Copies `from` to `to` until `from` ends (or fails, or the relay's
+/// lifetime is over), adding what passes to `count`; then ends `to`'s
+/// sending side, as `from`'s end did.
+fn copy_counting(mut from: TcpStream, mut to: TcpStream, count: &AtomicU64) {
+    let deadline = Instant::now() + RELAY_LIFETIME;
+    let _ = from.set_read_timeout(Some(PEER_WAIT));
+    let mut buf = vec![0u8; 64 << 10];
+    while Instant::now() < deadline {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                // Counted before they are passed on: whoever has them
+                // finds them counted.
+                count.fetch_add(n as u64, Ordering::SeqCst);
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// The most bytes a message of `len` bytes may take on the wire, with its
+/// frame headers: a quarter of it when it compresses, a little more than
+/// itself when it does not.
+fn wire_bound(len: usize, compressible: bool) -> u64 {
+    let len = len as u64;
+    if compressible {
+        len / 4 + 64
+    } else {
+        len + len / 64 + 64
+    }
+}
+
+/// What the count of the first message may include besides it: the
+/// opening handshake.
+const HANDSHAKE_SLACK: u64 = 1024;
+/// What the count of the last echo may include besides it: the closing
+/// handshake.
+const CLOSE_SLACK: u64 = 64;
+
+/// Checks the bytes one message took on the wire one way (`slack` more
+/// allowed for what went with it): under [`wire_bound`] when the extension
+/// was agreed, at least the message itself when not.
+fn check_wire(what: &str, wire: u64, len: usize, compressible: bool, agreed: bool, slack: u64) {
+    println!("{what}: {len} bytes, {wire} on the wire");
+    if agreed {
+        let bound = wire_bound(len, compressible) + slack;
+        assert!(
+            wire <= bound,
+            "{what}: {len} bytes took {wire} on the wire, over {bound}: not compressed?"
+        );
+    } else {
+        assert!(
+            wire >= len as u64,
+            "{what}: {len} bytes took only {wire} on the wire, though not compressed"
+        );
+    }
+}
+
+/// Checks what context takeover does on the wire one way, from the bytes
+/// that "record" and then "record-again" (the same message) took: with
+/// the context kept, the second refers to the first and is a fraction of
+/// it; with the compressor reset after each message, it costs as much.
+fn check_takeover(what: &str, (first, again): (u64, u64), takeover: bool) {
+    println!("{what}: a repeated message took {first}, then {again} bytes on the wire");
+    if takeover {
+        assert!(
+            again * 4 <= first,
+            "{what}: with context takeover, the repeat took {again} bytes after {first}"
+        );
+    } else {
+        assert!(
+            again * 2 >= first,
+            "{what}: without context takeover, the repeat took only {again} bytes after {first}"
+        );
+    }
+}
+
+/// Whether the sender on one side keeps its context, by the agreement `ours`
+/// reports: `side` is "client" or "server".
+fn takes_over(ours: &str, side: &str) -> bool {
+    !ours.contains(&format!("{side}_no_context_takeover"))
+}
+
+/// The bytes that "record" and "record-again" took, from `(name, bytes)`.
+fn repeat_sizes(sizes: &[(String, u64)]) -> (u64, u64) {
+    let size = |name: &str| {
+        sizes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, b)| b)
+            .unwrap_or_else(|| panic!("no wire size for {name}"))
+    };
+    (size("record"), size("record-again"))
+}
+
+/// A message as the peers report it: `TEXT|BINARY <bytes> <sha1 hex>`.
+fn digest(binary: bool, data: &[u8]) -> String {
+    format!(
+        "{} {} {}",
+        if binary { "BINARY" } else { "TEXT" },
+        data.len(),
+        sha1_smol::Sha1::from(data).digest()
+    )
+}
+
+/// JSON-like text of `records` records, each with non-ASCII characters.
+fn json_text(records: usize) -> String {
+    let items: Vec<String> = (0..records)
+        .map(|i| {
+            format!(
+                r#"{{"id":{i},"user":"user-{i}","city":"Zürich","tags":["alpha","beta","✓"],"score":{},"active":{}}}"#,
+                i * 37 % 1000,
+                i % 3 != 0
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Compressible binary: runs of 64 bytes, each run its own pattern.
+fn structured(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i / 64) % 256) as u8 ^ (i % 7) as u8)
+        .collect()
+}
+
+/// Bytes that do not compress (xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9E37_79B9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// One message of our client's compressed exchange.
+struct Outgoing {
+    name: &'static str,
+    binary: bool,
+    data: Vec<u8>,
+    compressible: bool,
+}
+
+/// Our client's messages: tiny and empty ones (under the threshold, sent
+/// as they are), a short JSON record twice (with context takeover, the
+/// second refers to the first), 200 KiB of JSON-like text three times,
+/// 1.2 MiB of it, 300 KiB of compressible binary, and 1.5 MiB that does
+/// not compress (sent in fragments).
+fn outgoing() -> Vec<Outgoing> {
+    let record = json_text(6).into_bytes();
+    let json = json_text(2000).into_bytes();
+    let text = |name, data: Vec<u8>| Outgoing {
+        name,
+        binary: false,
+        data,
+        compressible: true,
+    };
+    let binary = |name, data: Vec<u8>, compressible| Outgoing {
+        name,
+        binary: true,
+        data,
+        compressible,
+    };
+    vec![
+        text("tiny", "tiny ✓".into()),
+        text("empty-text", Vec::new()),
+        binary("empty-binary", Vec::new(), true),
+        text("record", record.clone()),
+        text("record-again", record),
+        text("json", json.clone()),
+        text("json-again", json.clone()),
+        text("json-again-2", json),
+        text("json-large", json_text(12_000).into_bytes()),
+        binary("binary", structured(300 * 1024), true),
+        binary("random", noise(3 << 19), false),
+    ]
+}
+
+/// A `Config` with permessage-deflate on these terms.
+fn with_deflate(deflate: DeflateConfig) -> Config {
+    Config::default()
+        .permessage_deflate(deflate)
+        .expect("a valid permessage-deflate config")
+}
+
+/// A `DeflateConfig` asking for no context takeover both ways.
+fn no_context_takeover() -> DeflateConfig {
+    let mut deflate = DeflateConfig::default();
+    deflate.server_no_context_takeover = true;
+    deflate.client_no_context_takeover = true;
+    deflate
+}
+
+/// Waits for the next message event, which must be `want`, compared byte
+/// for byte (a mismatch is reported by digest).
+fn expect_echo(rx: &Receiver<Seen>, name: &str, binary: bool, want: &[u8]) {
+    let (got_binary, got) = match next(rx) {
+        Seen::Text(s) => (false, s.into_bytes()),
+        Seen::Binary(b) => (true, b),
+        other => panic!("{name}: expected its echo, got {other:?}"),
+    };
+    assert!(
+        got_binary == binary && got == want,
+        "{name}: the echo differs: got {}, sent {}",
+        digest(got_binary, &got),
+        digest(binary, want)
+    );
+}
+
+/// Our client with `deflate` against the peer's echo server started with
+/// `--deflate <mode>`, through a [`Relay`]: both ends must report the
+/// extension (`ours`, what `extensions()` says, and `theirs`, the 101's
+/// header as the peer sent it; "" when none was agreed), every message's
+/// echo must match, and when the extension was agreed, every message must
+/// go compressed both ways, and a repeated one must cost a fraction of its
+/// first copy exactly when its sender keeps its context.
+fn our_deflate_client_against(
+    peer: Peer,
+    mode: &str,
+    deflate: DeflateConfig,
+    ours: &str,
+    theirs: &str,
+) {
+    let (mut server, port) = PeerProcess::server(peer, &["--deflate", mode]);
+    let relay = Relay::start(port, WireCounts::default());
+    let ws = WebSocket::with_config(with_deflate(deflate));
+    let rx = record(&ws);
+    ws.connect(&relay.url(), &["chat"]).expect("connect");
+    assert_eq!(next(&rx), Seen::Connect);
+    assert_eq!(ws.extensions(), ours, "the extensions our client agreed");
+    assert_eq!(server.expect("PROTOCOL"), "chat");
+    let (active, header) = if theirs.is_empty() {
+        ("-", "-")
+    } else {
+        ("permessage-deflate", theirs)
+    };
+    assert_eq!(
+        server.expect("EXTENSIONS"),
+        format!("{active} {header}"),
+        "the extensions the peer agreed (in effect, then its response header)"
+    );
+
+    // One message at a time: what passed the relay between two echoes is
+    // exactly one message each way.
+    let agreed = !ours.is_empty();
+    let (mut up_sizes, mut down_sizes) = (Vec::new(), Vec::new());
+    for m in outgoing() {
+        let before = relay.counts();
+        ws.send_message(
+            if m.binary {
+                WebSocket::FMT_BINARY
+            } else {
+                WebSocket::FMT_TEXT
+            },
+            m.data.clone(),
+        )
+        .unwrap_or_else(|e| panic!("send {}: {e}", m.name));
+        assert_eq!(
+            server.expect("RECV"),
+            digest(m.binary, &m.data),
+            "what the peer received of {}",
+            m.name
+        );
+        expect_echo(&rx, m.name, m.binary, &m.data);
+        let after = relay.counts();
+        let (len, compressible) = (m.data.len(), m.compressible);
+        check_wire(m.name, after.0 - before.0, len, compressible, agreed, 0);
+        let echo = format!("{} echoed", m.name);
+        check_wire(&echo, after.1 - before.1, len, compressible, agreed, 0);
+        up_sizes.push((m.name.to_owned(), after.0 - before.0));
+        down_sizes.push((m.name.to_owned(), after.1 - before.1));
+    }
+    if agreed {
+        let (up, down) = (repeat_sizes(&up_sizes), repeat_sizes(&down_sizes));
+        check_takeover("our client", up, takes_over(ours, "client"));
+        check_takeover("the peer's server", down, takes_over(ours, "server"));
+    }
+
+    // The peer's fragmented messages, each fragment compressed on its own
+    // with RSV1 on the first only.
+    for (command, binary, want, compressible) in [
+        (
+            "cmd:fragments",
+            false,
+            FRAGMENTED.as_bytes().to_vec(),
+            false,
+        ),
+        ("cmd:fragments-binary", true, big(), true),
+    ] {
+        let before = relay.counts();
+        ws.send_message(WebSocket::FMT_TEXT, command).expect("send");
+        expect_echo(&rx, command, binary, &want);
+        let wire = relay.counts().1 - before.1;
+        check_wire(command, wire, want.len(), compressible, agreed, 0);
+    }
+    // Control frames, never compressed, still go through both ways.
+    ws.send_message(WebSocket::FMT_TEXT, "cmd:ping:deflate ✓")
+        .expect("send");
+    assert_eq!(next(&rx), Seen::Text("pong:deflate ✓".into()));
+
+    ws.close(WebSocket::CLOSE_NORMAL).expect("close");
+    assert_eq!(server.expect("CLOSED"), "1000 -");
+    assert!(ws.wait_closed(WAIT), "the closing handshake did not finish");
+    assert_eq!(ws.close_reason(), 1000);
+    assert_eq!(
+        ws.extensions(),
+        ours,
+        "extensions() still tells the last connection's"
+    );
+    nothing_more(&rx, 200);
+    relay.finish();
+}
+
+#[test]
+fn deflate_our_client_against_python_websockets_server() {
+    // websockets' own settings: 12-bit windows both ways, which our
+    // compressor must keep to.
+    let agreed = "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12";
+    our_deflate_client_against(Peer::Python, "on", DeflateConfig::default(), agreed, agreed);
+}
+
+#[test]
+fn deflate_our_client_against_python_websockets_server_without_context_takeover() {
+    // Both ends ask for it.
+    let agreed = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    our_deflate_client_against(
+        Peer::Python,
+        "no-context",
+        no_context_takeover(),
+        agreed,
+        agreed,
+    );
+}
+
+#[test]
+fn deflate_our_client_against_node_ws_server() {
+    our_deflate_client_against(
+        Peer::Node,
+        "on",
+        DeflateConfig::default(),
+        "permessage-deflate",
+        "permessage-deflate",
+    );
+}
+
+#[test]
+fn deflate_our_client_against_node_ws_server_imposing_no_context_takeover() {
+    // Our client does not ask; the server's answer imposes it both ways.
+    let agreed = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    our_deflate_client_against(
+        Peer::Node,
+        "no-context",
+        DeflateConfig::default(),
+        agreed,
+        agreed,
+    );
+}
+
+#[test]
+fn deflate_our_client_offering_to_a_node_ws_server_without_it_agrees_none() {
+    our_deflate_client_against(Peer::Node, "off", DeflateConfig::default(), "", "");
+}
+
+/// The names of the peers' `deflate-client` messages, in order
+/// (`tests/peers/*`), and whether each compresses.
+const PEER_MESSAGES: [(&str, bool); 12] = [
+    ("tiny", true),
+    ("empty-text", true),
+    ("empty-binary", true),
+    ("record", true),
+    ("record-again", true),
+    ("json", true),
+    ("json-again", true),
+    ("json-again-2", true),
+    ("binary", true),
+    ("random", false),
+    ("fragmented-text", true),
+    ("fragmented-binary", true),
+];
+
+/// What our server's event carried, as the peers report a message.
+fn srv_digest(seen: &Srv) -> String {
+    match seen {
+        Srv::Text(s) => digest(false, s.as_bytes()),
+        Srv::Binary(b) => digest(true, b),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The peer's `deflate-client <mode>` script against our server with
+/// `config`, through a [`Relay`]: both ends must report the extension
+/// (`ours`, what our server's `extensions()` says, and `theirs`, the 101's
+/// header as the peer received it; "" when none was agreed), our server
+/// must receive each message the peer says it sent, the peer must get each
+/// echo byte for byte, and when the extension was agreed, every message
+/// must go compressed both ways, and a repeated one must cost a fraction
+/// of its first copy exactly when its sender keeps its context.
+fn their_deflate_client_against_us(
+    peer: Peer,
+    mode: &str,
+    config: Config,
+    ours: &str,
+    theirs: &str,
+) {
+    let wire = WireCounts::default();
+    let server = OurServer::configured(config, wire.clone());
+    let relay = Relay::start(server.port, wire);
+    let mut client = PeerProcess::start(peer, &["deflate-client", &relay.url(), mode]);
+    assert_eq!(client.expect("PROTOCOL"), "chat");
+    assert_eq!(server.next(), (0, Srv::Connect("chat".into())));
+    assert_eq!(
+        server.socket(0).extensions(),
+        ours,
+        "the extensions our server agreed"
+    );
+    let (active, header) = if theirs.is_empty() {
+        ("-", "-")
+    } else {
+        ("permessage-deflate", theirs)
+    };
+    assert_eq!(
+        client.expect("EXTENSIONS"),
+        format!("{active} {header}"),
+        "the extensions the peer agreed (in effect, then the response header)"
+    );
+
+    // Our server notes the relay's counts as each message arrives, before
+    // its echo: between two notes, exactly one message passed each way.
+    let agreed = !ours.is_empty();
+    let (mut last_up, mut last_down) = (0, 0);
+    let mut previous: Option<(&str, usize, bool)> = None;
+    let (mut up_sizes, mut down_sizes) = (Vec::new(), Vec::new());
+    for (i, (name, compressible)) in PEER_MESSAGES.into_iter().enumerate() {
+        let sent = client.expect("SENT");
+        let (sent_name, sent_digest) = sent
+            .split_once(' ')
+            .unwrap_or_else(|| client.fail("SENT <name> <digest>"));
+        assert_eq!(sent_name, name, "the peer's messages, in order");
+        let len: usize = sent_digest
+            .split(' ')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| client.fail("a length in the digest"));
+        let (up, down) = match server.next() {
+            (0, Srv::Wire(up, down)) => (up, down),
+            other => panic!("expected the wire counts before {name}, got {other:?}"),
+        };
+        let (id, seen) = server.next();
+        assert_eq!(
+            (id, srv_digest(&seen)),
+            (0, sent_digest.to_owned()),
+            "what our server received of {name}"
+        );
+        // The first message went with the opening handshake.
+        let slack = if i == 0 { HANDSHAKE_SLACK } else { 0 };
+        check_wire(name, up - last_up, len, compressible, agreed, slack);
+        up_sizes.push((name.to_owned(), up - last_up));
+        if let Some((name, len, compressible)) = previous {
+            let echo = format!("{name} echoed");
+            check_wire(&echo, down - last_down, len, compressible, agreed, 0);
+            down_sizes.push((name.to_owned(), down - last_down));
+        }
+        (last_up, last_down, previous) = (up, down, Some((name, len, compressible)));
+        assert_eq!(client.expect("OK"), name, "the peer checked the echo");
+    }
+    assert_eq!(client.expect("CLOSED"), "1000 -");
+    assert_eq!(client.expect("DONE"), "");
+    client.finish();
+    assert_eq!(server.next(), (0, Srv::Close(1000)));
+    assert_eq!(server.socket(0).extensions(), ours);
+    let (_, down) = relay.finish();
+    if let Some((name, len, compressible)) = previous {
+        let echo = format!("{name} echoed");
+        check_wire(
+            &echo,
+            down - last_down,
+            len,
+            compressible,
+            agreed,
+            CLOSE_SLACK,
+        );
+    }
+    if agreed {
+        let (up, down) = (repeat_sizes(&up_sizes), repeat_sizes(&down_sizes));
+        check_takeover("the peer's client", up, takes_over(ours, "client"));
+        check_takeover("our server", down, takes_over(ours, "server"));
+    }
+    if let Ok(e) = server.events.recv_timeout(Duration::from_millis(200)) {
+        panic!("unexpected event of our server: {e:?}");
+    }
+}
+
+#[test]
+fn deflate_python_websockets_client_against_our_server() {
+    // websockets offers `client_max_window_bits`; our server states no
+    // limit.
+    their_deflate_client_against_us(
+        Peer::Python,
+        "on",
+        with_deflate(DeflateConfig::default()),
+        "permessage-deflate",
+        "permessage-deflate",
+    );
+}
+
+#[test]
+fn deflate_python_websockets_client_against_our_server_without_context_takeover() {
+    // The client asks for it both ways; our server does not, and agrees.
+    let agreed = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    their_deflate_client_against_us(
+        Peer::Python,
+        "no-context",
+        with_deflate(DeflateConfig::default()),
+        agreed,
+        agreed,
+    );
+}
+
+#[test]
+fn deflate_python_websockets_client_offering_to_our_server_without_it_agrees_none() {
+    their_deflate_client_against_us(Peer::Python, "on", Config::default(), "", "");
+}
+
+#[test]
+fn deflate_node_ws_client_against_our_server() {
+    their_deflate_client_against_us(
+        Peer::Node,
+        "on",
+        with_deflate(DeflateConfig::default()),
+        "permessage-deflate",
+        "permessage-deflate",
+    );
+}
+
+#[test]
+fn deflate_node_ws_client_against_our_server_without_context_takeover() {
+    // Both ends ask for it.
+    let agreed = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    their_deflate_client_against_us(
+        Peer::Node,
+        "no-context",
+        with_deflate(no_context_takeover()),
+        agreed,
+        agreed,
+    );
+}
+
+#[test]
+fn deflate_node_ws_client_against_our_server_imposing_no_context_takeover() {
+    // The client does not ask; our server's answer imposes it both ways.
+    let agreed = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    their_deflate_client_against_us(
+        Peer::Node,
+        "on",
+        with_deflate(no_context_takeover()),
+        agreed,
+        agreed,
+    );
+}
+
+#[test]
+fn deflate_node_ws_client_against_our_server_with_small_windows() {
+    // Our server limits its own window to 10 bits and the client's to 11
+    // (the client offered `client_max_window_bits`).
+    let mut deflate = DeflateConfig::default();
+    deflate.server_max_window_bits = 10;
+    deflate.client_max_window_bits = 11;
+    let agreed = "permessage-deflate; server_max_window_bits=10; client_max_window_bits=11";
+    their_deflate_client_against_us(Peer::Node, "on", with_deflate(deflate), agreed, agreed);
 }

@@ -1,10 +1,19 @@
 // Node `ws` as a peer for tests/interop.rs (protocol: README.md).
 //
-//   node node_peer.js server       serve on 127.0.0.1:0, print "LISTENING <port>"
+//   node node_peer.js server [--deflate MODE]
+//                                  serve on 127.0.0.1:0, print "LISTENING <port>";
+//                                  with --deflate, permessage-deflate as MODE says,
+//                                  "EXTENSIONS ..." per connection, digests in "RECV"
 //   node node_peer.js client URL   run the client script against URL
 //   node node_peer.js auth-client URL TOKEN
 //                                  connect without a token (expect a refusal),
 //                                  then with it and a cookie (expect Set-Cookie)
+//   node node_peer.js deflate-client URL MODE
+//                                  run the permessage-deflate client script against URL
+//
+// MODE is "on" (permessage-deflate, every message compressed: threshold 0),
+// "no-context" (the same, with serverNoContextTakeover and
+// clientNoContextTakeover) or "off" (no permessage-deflate).
 //
 // Both print one line per observation; the Rust test asserts on them, in
 // order. Every wait has a timeout, and the process ends by itself.
@@ -57,29 +66,48 @@ function describe(data, isBinary) {
   return `BINARY ${data.length} ${crypto.createHash('sha1').update(data).digest('hex')}`;
 }
 
+// A message as its type, length and SHA-1: "TEXT|BINARY <bytes> <sha1 hex>".
+function digest(data, isBinary) {
+  const sha1 = crypto.createHash('sha1').update(data).digest('hex');
+  return `${isBinary ? 'BINARY' : 'TEXT'} ${data.length} ${sha1}`;
+}
+
 function closedLine(code, reason) {
   return `${code} ${reason.toString() || '-'}`;
 }
 
 // ------------------------------------------------------------------ server
 
-function runServer() {
+function runServer(args) {
+  let deflate = null;
+  if (args.length === 2 && args[0] === '--deflate' && DEFLATE_MODES.includes(args[1])) {
+    deflate = args[1];
+  } else if (args.length !== 0) {
+    usage();
+  }
   const wss = new WebSocketServer({
     host: '127.0.0.1',
     port: 0,
     maxPayload: MAX,
     handleProtocols: (protocols) => (protocols.has('chat') ? 'chat' : false),
+    perMessageDeflate: deflateOptions(deflate),
   });
   wss.on('listening', () => say('LISTENING', wss.address().port));
-  wss.on('connection', (ws) => {
+  // The 101's headers, just before its connection is opened.
+  wss.on('headers', (headers, req) => {
+    req.extensionsHeader = extensionsHeader(headers);
+  });
+  wss.on('connection', (ws, req) => {
     say('PROTOCOL', ws.protocol || '-');
+    if (deflate !== null) sayExtensions(ws, req.extensionsHeader);
+    const report = deflate === null ? describe : digest;
     ws.on('ping', (data) => say('GOTPING', data.toString()));
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? null : data.toString();
       if (text !== null && text.startsWith('cmd:')) {
         command(ws, text.slice(4));
       } else {
-        say('RECV', describe(data, isBinary));
+        say('RECV', report(data, isBinary));
         ws.send(data, { binary: isBinary });
       }
     });
@@ -265,11 +293,134 @@ async function runAuthClient(url, token) {
   process.exit(0);
 }
 
-const [mode, url, token] = process.argv.slice(2);
-if (mode === 'server') runServer();
-else if (mode === 'client' && url) runClient(url);
-else if (mode === 'auth-client' && url && token) runAuthClient(url, token);
-else {
-  say('usage: node node_peer.js server | client URL | auth-client URL TOKEN');
+// ------------------------------------------------------------------ permessage-deflate
+
+const DEFLATE_MODES = ['on', 'no-context', 'off'];
+
+// The `perMessageDeflate` option of a server or client for a MODE; without
+// one, a server's default (off) made explicit.
+function deflateOptions(mode) {
+  if (mode === 'on') return { threshold: 0 };
+  if (mode === 'no-context') {
+    return { threshold: 0, serverNoContextTakeover: true, clientNoContextTakeover: true };
+  }
+  return false;
+}
+
+// The value of Sec-WebSocket-Extensions among a response's header lines, or null.
+function extensionsHeader(lines) {
+  for (const line of lines) {
+    const m = /^sec-websocket-extensions:\s*(.*)$/i.exec(line);
+    if (m) return m[1];
+  }
+  return null;
+}
+
+// "EXTENSIONS <in effect> <Sec-WebSocket-Extensions>": the names of the
+// extensions this connection uses ("-" for none), then the value of the
+// 101's header ("-" for none), as this end sent or received it.
+function sayExtensions(ws, header) {
+  say('EXTENSIONS', ws.extensions || '-', header || '-');
+}
+
+// JSON-like text of `records` records, each with non-ASCII characters.
+function jsonText(records) {
+  const parts = [];
+  for (let i = 0; i < records; i++) {
+    parts.push(`{"id":${i},"user":"user-${i}","city":"Zürich","tags":["alpha","beta","✓"],`
+      + `"score":${(i * 37) % 1000},"active":${i % 3 ? 'true' : 'false'}}`);
+  }
+  return '[' + parts.join(',') + ']';
+}
+
+// Compressible binary: runs of 64 bytes, each run its own pattern.
+function structured(length) {
+  const b = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) b[i] = (Math.floor(i / 64) % 256) ^ (i % 7);
+  return b;
+}
+
+// The deflate client's messages: { name, data, binary, fragments }.
+// "record" is sent twice in a row (with context takeover, the second refers
+// to the first); the fragmented text is cut inside "✓" and inside "ü";
+// "random" is the one that does not compress.
+function deflateMessages() {
+  const record = jsonText(6);
+  const json = jsonText(2000);
+  const small = Buffer.from(jsonText(300));
+  const cut1 = small.indexOf(Buffer.from('✓')) + 1;
+  const cut2 = small.indexOf(Buffer.from('ü'), small.length >> 1) + 1;
+  const binary = structured(300 * 1024);
+  const one = (name, data, binary) => ({ name, data, binary, fragments: null });
+  return [
+    one('tiny', 'tiny ✓', false),
+    one('empty-text', '', false),
+    one('empty-binary', Buffer.alloc(0), true),
+    one('record', record, false),
+    one('record-again', record, false),
+    one('json', json, false),
+    one('json-again', json, false),
+    one('json-again-2', json, false),
+    one('binary', binary, true),
+    one('random', crypto.randomBytes(3 << 19), true),
+    {
+      name: 'fragmented-text',
+      data: small.toString(),
+      binary: false,
+      fragments: [small.subarray(0, cut1), small.subarray(cut1, cut2), small.subarray(cut2)],
+    },
+    {
+      name: 'fragmented-binary',
+      data: binary,
+      binary: true,
+      fragments: [binary.subarray(0, 1000), binary.subarray(1000, 200000), binary.subarray(200000)],
+    },
+  ];
+}
+
+async function runDeflateClient(url, mode) {
+  setTimeout(() => fail('watchdog', `still running after ${LIFETIME} ms`), LIFETIME).unref();
+  const ws = new WebSocket(url, ['chat'], {
+    maxPayload: MAX,
+    perMessageDeflate: deflateOptions(mode),
+  });
+  ws.on('error', (e) => fail('error', e.message));
+  let header = null;
+  ws.on('upgrade', (res) => {
+    header = res.headers['sec-websocket-extensions'] || null;
+  });
+  await once(ws, 'open', 'open');
+  say('PROTOCOL', ws.protocol || '-');
+  sayExtensions(ws, header);
+  for (const m of deflateMessages()) {
+    const bytes = Buffer.from(m.data);
+    say('SENT', m.name, digest(bytes, m.binary));
+    if (m.fragments) sendFragments(ws, m.fragments, m.binary);
+    else ws.send(m.data, { binary: m.binary });
+    await expectEcho(ws, m.name, m.binary ? null : m.data, m.binary ? m.data : null);
+  }
+  const closed = new Promise((resolve) => {
+    const timer = setTimeout(() => fail('close', 'timeout'), WAIT);
+    ws.once('close', (code, reason) => {
+      clearTimeout(timer);
+      resolve(closedLine(code, reason));
+    });
+  });
+  ws.close(1000);
+  say('CLOSED', await closed);
+  say('DONE');
+  process.exit(0);
+}
+
+function usage() {
+  say('usage: node node_peer.js server [--deflate on|no-context|off] | client URL'
+    + ' | auth-client URL TOKEN | deflate-client URL on|no-context|off');
   process.exit(2);
 }
+
+const [mode, url, arg] = process.argv.slice(2);
+if (mode === 'server') runServer(process.argv.slice(3));
+else if (mode === 'client' && url) runClient(url);
+else if (mode === 'auth-client' && url && arg) runAuthClient(url, arg);
+else if (mode === 'deflate-client' && url && DEFLATE_MODES.includes(arg)) runDeflateClient(url, arg);
+else usage();

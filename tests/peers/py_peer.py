@@ -1,25 +1,38 @@
 """Python `websockets` as a peer for tests/interop.rs (protocol: README.md).
 
-    py_peer.py server [--tls CERT KEY] [--token TOKEN] [--port PORT]
+    py_peer.py server [--tls CERT KEY] [--token TOKEN] [--port PORT] [--deflate MODE]
                                          serve on 127.0.0.1:PORT (default 0), print "LISTENING <port>";
                                          with --token, demand "Authorization: Bearer TOKEN"
                                          (else 401), print "AUTH ok|refused" and
-                                         "COOKIE <Cookie or ->", answer with Set-Cookie
+                                         "COOKIE <Cookie or ->", answer with Set-Cookie;
+                                         with --deflate, permessage-deflate as MODE says,
+                                         "EXTENSIONS ..." per connection, digests in "RECV"
     py_peer.py client URL [--ca CAFILE]  run the client script against URL; for wss,
                                          trusting the CA in CAFILE
+    py_peer.py deflate-client URL MODE   run the permessage-deflate client script against URL
+
+MODE is "on" (websockets' own permessage-deflate settings), "no-context"
+(both server_no_context_takeover and client_no_context_takeover asked
+for) or "off" (no permessage-deflate).
 
 Both print one line per observation; the Rust test asserts on them, in
 order. Every wait has a timeout, and the process ends by itself.
 """
 
+import functools
 import hashlib
 from http import HTTPStatus
 import os
+import random
 import ssl
 import sys
 import threading
 
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import ServerConnection, serve
@@ -63,6 +76,16 @@ def describe(message):
     return "BINARY %d %s" % (len(message), hashlib.sha1(message).hexdigest())
 
 
+def digest(message):
+    """A message as its type, length and SHA-1: "TEXT|BINARY <bytes> <sha1 hex>"
+    (the length and hash of text are those of its UTF-8)."""
+    if isinstance(message, str):
+        data, kind = message.encode(), "TEXT"
+    else:
+        data, kind = bytes(message), "BINARY"
+    return "%s %d %s" % (kind, len(data), hashlib.sha1(data).hexdigest())
+
+
 def closed_line(code, reason):
     return "%s %s" % ("-" if code is None else code, reason or "-")
 
@@ -93,14 +116,17 @@ class Client(PingReporter, ClientConnection):
 # ------------------------------------------------------------------ server
 
 
-def handler(ws):
+def handler(ws, deflate=None):
     say("PROTOCOL", ws.subprotocol or "-")
+    if deflate is not None:
+        say_extensions(ws)
+    report = describe if deflate is None else digest
     try:
         for message in ws:
             if isinstance(message, str) and message.startswith("cmd:"):
                 command(ws, message[4:])
             else:
-                say("RECV", describe(message))
+                say("RECV", report(message))
                 ws.send(message)
     except ConnectionClosed:
         pass
@@ -149,20 +175,27 @@ def token_check(token):
 
 def run_server(args):
     context = None
-    if args[:1] == ["--tls"]:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(args[1], args[2])
-        args = args[3:]
     process_request = process_response = None
-    if args[:1] == ["--token"]:
-        process_request, process_response = token_check(args[1])
-        args = args[2:]
     port = 0
-    if args[:1] == ["--port"]:
-        port = int(args[1])
-        args = args[2:]
+    deflate = None
+    while args:
+        if args[0] == "--tls" and len(args) >= 3:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(args[1], args[2])
+            args = args[3:]
+        elif args[0] == "--token" and len(args) >= 2:
+            process_request, process_response = token_check(args[1])
+            args = args[2:]
+        elif args[0] == "--port" and len(args) >= 2:
+            port = int(args[1])
+            args = args[2:]
+        elif args[0] == "--deflate" and len(args) >= 2 and args[1] in DEFLATE_MODES:
+            deflate = args[1]
+            args = args[2:]
+        else:
+            sys.exit(__doc__)
     with serve(
-        handler,
+        functools.partial(handler, deflate=deflate),
         "127.0.0.1",
         port,
         subprotocols=["chat"],
@@ -174,6 +207,7 @@ def run_server(args):
         create_connection=Server,
         process_request=process_request,
         process_response=process_response,
+        **server_compression(deflate),
     ) as server:
         say("LISTENING", server.socket.getsockname()[1])
         # The test kills the process when it is done; end anyway after a while.
@@ -240,6 +274,110 @@ def run_client(url, ca=None):
     say("DONE")
 
 
+# ------------------------------------------------------------------ permessage-deflate
+
+DEFLATE_MODES = ("on", "no-context", "off")
+
+
+def server_compression(mode):
+    """serve()'s compression arguments for a --deflate MODE (None: its defaults)."""
+    if mode == "on":
+        return dict(compression="deflate")
+    if mode == "no-context":
+        factory = ServerPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True
+        )
+        return dict(compression=None, extensions=[factory])
+    if mode == "off":
+        return dict(compression=None)
+    return {}
+
+
+def client_compression(mode):
+    """connect()'s compression arguments for a MODE."""
+    if mode == "on":
+        return dict(compression="deflate")
+    if mode == "no-context":
+        factory = ClientPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True
+        )
+        return dict(compression=None, extensions=[factory])
+    return dict(compression=None)
+
+
+def say_extensions(ws):
+    """Prints "EXTENSIONS <in effect> <Sec-WebSocket-Extensions>": the names
+    of the extensions this connection uses ("-" for none), then the value of
+    the 101's header ("-" for none), as this end sent or received it."""
+    active = ",".join(e.name for e in ws.protocol.extensions) or "-"
+    header = ws.response.headers.get("Sec-WebSocket-Extensions") or "-"
+    say("EXTENSIONS", active, header)
+
+
+def json_text(records):
+    """JSON-like text of `records` records, each with non-ASCII characters."""
+    return "[" + ",".join(
+        '{"id":%d,"user":"user-%d","city":"Zürich","tags":["alpha","beta","✓"],'
+        '"score":%d,"active":%s}' % (i, i, i * 37 % 1000, "true" if i % 3 else "false")
+        for i in range(records)
+    ) + "]"
+
+
+def structured(length):
+    """Compressible binary: runs of 64 bytes, each run its own pattern."""
+    return bytes(((i // 64) % 256) ^ (i % 7) for i in range(length))
+
+
+def deflate_messages():
+    """The deflate client's messages: (name, message or list of fragments).
+    "record" is sent twice in a row (with context takeover, the second
+    refers to the first); fragmented text is cut inside "✓" and inside "ü";
+    "random" is the one that does not compress."""
+    record = json_text(6)
+    json = json_text(2000)
+    small = json_text(300).encode()
+    cut1 = small.index("✓".encode()) + 1
+    cut2 = small.index("ü".encode(), len(small) // 2) + 1
+    binary = structured(300 * 1024)
+    return [
+        ("tiny", "tiny ✓"),
+        ("empty-text", ""),
+        ("empty-binary", b""),
+        ("record", record),
+        ("record-again", record),
+        ("json", json),
+        ("json-again", json),
+        ("json-again-2", json),
+        ("binary", binary),
+        ("random", random.Random(7).randbytes(3 << 19)),
+        ("fragmented-text", [small[:cut1], small[cut1:cut2], small[cut2:]]),
+        ("fragmented-binary", [binary[:1000], binary[1000:200_000], binary[200_000:]]),
+    ]
+
+
+def run_deflate_client(url, mode):
+    options = dict(max_size=MAX, open_timeout=WAIT, close_timeout=WAIT, ping_interval=None)
+    options.update(client_compression(mode))
+    with connect(url, subprotocols=["chat"], **options) as ws:
+        say("PROTOCOL", ws.subprotocol or "-")
+        say_extensions(ws)
+        for name, message in deflate_messages():
+            if isinstance(message, list):
+                text = name.endswith("-text")
+                whole = b"".join(message)
+                sent = whole.decode() if text else whole
+                say("SENT", name, digest(sent))
+                ws.send(message, text=text)
+            else:
+                sent = message
+                say("SENT", name, digest(sent))
+                ws.send(message)
+            expect_echo(ws, name, sent)
+        ws.close(1000)
+        say("CLOSED", closed_line(ws.close_code, ws.close_reason))
+    say("DONE")
+
+
 def give_up():
     say("FAIL watchdog", "still running after %d s" % LIFETIME)
     os._exit(3)
@@ -262,6 +400,13 @@ def main():
         watchdog.start()
         try:
             run_client(sys.argv[2], ca)
+        except Exception as e:  # report it on stdout, where the test looks
+            say("FAIL", "exception", "%s: %s" % (type(e).__name__, e))
+            sys.exit(1)
+    elif len(sys.argv) == 4 and sys.argv[1] == "deflate-client" and sys.argv[3] in DEFLATE_MODES:
+        watchdog.start()
+        try:
+            run_deflate_client(sys.argv[2], sys.argv[3])
         except Exception as e:  # report it on stdout, where the test looks
             say("FAIL", "exception", "%s: %s" % (type(e).__name__, e))
             sys.exit(1)
