@@ -655,6 +655,13 @@ mod codec {
             if out.len() >= start + 4 && out[out.len() - 4..] == TAIL {
                 out.truncate(out.len() - 4);
             }
+            // zlib writes nothing for a second sync flush with no input
+            // between: an empty message after another needs the empty
+            // stored block's first byte, which the tail completes
+            // (RFC 7692 §7.2.3.6).
+            if out.len() == start {
+                out.push(0x00);
+            }
             if self.reset {
                 self.inner.reset();
             }
@@ -1079,7 +1086,25 @@ mod tests {
                     let mut c = Vec::new();
                     d.compress(b"", &mut c).unwrap();
                     assert_eq!(inflate_all(&mut i, &c), b"");
+                    // And the stream goes on after the empty message.
+                    let mut c = Vec::new();
+                    d.compress(&text[..1000], &mut c).unwrap();
+                    assert_eq!(inflate_all(&mut i, &c), &text[..1000], "{bits} {reset}");
                 }
+            }
+        }
+
+        #[test]
+        fn an_empty_message_is_one_byte_however_it_follows() {
+            // §7.2.3.6: an empty message is the stored block `00`; zlib
+            // writes nothing at all for it after another message.
+            let mut d = Deflater::new(6, 15, false);
+            let mut i = Inflater::new(15, false);
+            for msg in [&b"x"[..], b"", b"", b"y"] {
+                let mut c = Vec::new();
+                d.compress(msg, &mut c).unwrap();
+                assert!(!c.is_empty());
+                assert_eq!(inflate_all(&mut i, &c), msg);
             }
         }
 
