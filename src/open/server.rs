@@ -87,6 +87,17 @@ impl Session {
         // configured and the memory budget has room for its state.
         let deflate = self.config().deflate.and_then(|d| {
             if !deflate::fits_budget(&self.config().memory_budget) {
+                // Said once at info level: a server that meant every
+                // connection to compress needs a larger budget.
+                static SAID: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    log::info!(
+                        "permessage-deflate declined: the memory budget has no room for the \
+                         codec's state (about 384 KiB a connection); raise Config::memory_budget \
+                         for more compressed connections (this is logged once)"
+                    );
+                }
                 log::debug!("{peer}: permessage-deflate declined: the memory budget is used up");
                 return None;
             }
