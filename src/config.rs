@@ -446,6 +446,41 @@ impl Config {
         self.set(|o| o.deflate = None)
     }
 
+    /// [`permessage_deflate`](Self::permessage_deflate) for one role only
+    /// (`Some`: on, on those terms; `None`: off), the other role's setting
+    /// kept: `Role::Server` to accept offers from clients,
+    /// `Role::Client` to offer it. For one `Config` shared by a server's
+    /// `WebSocket`s and the clients the same process opens.
+    ///
+    /// ```
+    /// use airws::proto::Role;
+    /// use airws::{Config, DeflateConfig};
+    ///
+    /// // A server that compresses for browsers; its own outgoing clients do not.
+    /// let config = Config::default().permessage_deflate_for(Role::Server, Some(DeflateConfig::default()))?;
+    /// # let _ = config;
+    /// # Ok::<(), airws::Error>(())
+    /// ```
+    pub fn permessage_deflate_for(
+        mut self,
+        role: Role,
+        deflate: Option<DeflateConfig>,
+    ) -> Result<Self, Error> {
+        if let Some(d) = &deflate {
+            if !cfg!(feature = "deflate") {
+                return Err(Error::argument(
+                    "permessage_deflate: airws was built without its deflate feature",
+                ));
+            }
+            d.check().map_err(Error::argument)?;
+        }
+        match role {
+            Role::Client => self.client.deflate = deflate,
+            Role::Server => self.server.deflate = deflate,
+        }
+        Ok(self)
+    }
+
     /// The most bytes that sends which must not block may leave waiting to
     /// be written: those of the thread that pumps the `WebSocket`'s
     /// [`EventPump`](crate::EventPump), which queue their message and
@@ -553,6 +588,40 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn permessage_deflate_is_set_per_role_or_for_both_and_checked() {
+        use crate::proto::deflate::DeflateConfig;
+        let c = Config::default();
+        assert!(c.client.deflate.is_none() && c.server.deflate.is_none());
+        let d = DeflateConfig::default();
+        if cfg!(feature = "deflate") {
+            let both = Config::default().permessage_deflate(d).unwrap();
+            assert_eq!(
+                (both.client.deflate, both.server.deflate),
+                (Some(d), Some(d))
+            );
+            let server = Config::default()
+                .permessage_deflate_for(Role::Server, Some(d))
+                .unwrap();
+            assert_eq!(
+                (server.client.deflate, server.server.deflate),
+                (None, Some(d))
+            );
+            let off = both.permessage_deflate_for(Role::Client, None).unwrap();
+            assert_eq!((off.client.deflate, off.server.deflate), (None, Some(d)));
+            assert!(off.no_permessage_deflate().server.deflate.is_none());
+            let mut bad = d;
+            bad.server_max_window_bits = 16;
+            let e = Config::default().permessage_deflate(bad).unwrap_err();
+            assert!(e.to_string().contains("server_max_window_bits"), "{e}");
+            assert!(Config::default()
+                .permessage_deflate_for(Role::Client, Some(bad))
+                .is_err());
+        } else {
+            assert!(Config::default().permessage_deflate(d).is_err());
+        }
+    }
+
     use super::*;
 
     #[test]
