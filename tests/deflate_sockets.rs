@@ -12,6 +12,7 @@ use airws::{
     ServerSocketConnectEvent, WebSocket, WebSocketEvent,
 };
 use std::cell::RefCell;
+use std::io::Write;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -184,4 +185,57 @@ fn a_pumps_thread_sends_compressed_without_blocking() {
         "the echoes differ from what was sent"
     );
     ws.close(WebSocket::CLOSE_NORMAL).expect("close");
+}
+
+/// A config with deflate on and a budget with no room for its state.
+fn deflate_without_room() -> Config {
+    deflate().memory_budget(airws::MemoryBudget::new(256 << 10))
+}
+
+#[test]
+fn without_room_in_the_budget_a_server_declines_and_a_client_does_not_offer() {
+    // The server declines: the connection opens uncompressed, and works.
+    let server = EchoServer::with(deflate_without_room, "");
+    let ws = WebSocket::open_with(deflate(), &server.url(), &[], T).expect("open");
+    assert_eq!(ws.extensions(), "", "declined");
+    let text = json(10_000, 1);
+    ws.send_message(WebSocket::FMT_TEXT, text.as_str())
+        .expect("send");
+    assert_eq!(ws.receive(T).expect("the echo"), Received::Text(text));
+    ws.close_and_wait(WebSocket::CLOSE_NORMAL, T)
+        .expect("closed in time");
+
+    // A client without room offers nothing: the request has no
+    // Sec-WebSocket-Extensions.
+    let raw = support::RawServer::new();
+    let url = raw.url();
+    let seen = thread::spawn(move || {
+        let mut s = raw.accept_tcp();
+        let head = support::read_head(&mut s);
+        let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+        head
+    });
+    assert!(WebSocket::open_with(deflate_without_room(), &url, &[], T).is_err());
+    let head = seen.join().expect("the raw server");
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions"),
+        "offered without room: {head}"
+    );
+    // With room, the same client offers it.
+    let raw = support::RawServer::new();
+    let url = raw.url();
+    let seen = thread::spawn(move || {
+        let mut s = raw.accept_tcp();
+        let head = support::read_head(&mut s);
+        let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+        head
+    });
+    assert!(WebSocket::open_with(deflate(), &url, &[], T).is_err());
+    let head = seen.join().expect("the raw server");
+    assert!(
+        head.contains("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"),
+        "{head}"
+    );
 }
