@@ -1,5 +1,7 @@
 //! Benchmark: our echo server (`examples/echo_server.rs`) against a
-//! `tungstenite` echo server (its sync API, a thread per connection) and a
+//! `tungstenite` echo server (its sync API, a thread per connection), a
+//! uWebSockets echo server when one is built (`examples/uws_echo`; given by
+//! `--uws PATH` or `AIRWS_UWS_ECHO`, its columns skipped otherwise) and a
 //! raw TCP echo, driven by one load generator over 127.0.0.1; our client
 //! against tungstenite's client; masking against `memcpy`; and resident
 //! memory per idle connection. `deflate` measures permessage-deflate
@@ -9,6 +11,8 @@
 //!
 //!     cargo run --release --example bench            # everything (a few minutes)
 //!     cargo run --release --example bench -- quick    # shorter cells, one run each
+//!     cargo run --release --example bench -- servers [quick]  # server CPU per message, against raw TCP
+//!     AIRWS_UWS_ECHO=path/to/uws_echo cargo run --release --example bench -- servers  # or: -- servers --uws PATH
 //!     cargo run --release --example bench -- memory [N]
 //!     cargo run --release --example bench -- clients  # the client table only
 //!     cargo run --release --example bench -- serve airws|airws-deflate|tungstenite|raw
@@ -168,10 +172,41 @@ impl Server {
 
     /// Starts `command`, which prints `PORT N` first and ends when its
     /// standard input closes; waits at most 20 s for that line.
-    fn spawn(
+    fn spawn(kind: &'static str, command: Command, script: Option<PathBuf>) -> io::Result<Server> {
+        Server::spawn_reading(kind, command, script, |line| {
+            line.strip_prefix("PORT ").and_then(|p| p.parse().ok())
+        })
+    }
+
+    /// The uWebSockets echo server of `examples/uws_echo` (the binary at
+    /// `path`), started as `uws_echo PORT` on a port found free just
+    /// before; it prints `listening on PORT` once it listens, and exits
+    /// when the port was taken meanwhile, which is tried again (5 times
+    /// at most).
+    fn start_uws(path: &Path) -> io::Result<Server> {
+        let mut last = io::Error::other("not started");
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let mut command = Command::new(path);
+            command.arg(port.to_string());
+            let expected = format!("listening on {port}");
+            match Server::spawn_reading("uWebSockets", command, None, |line| {
+                (line == expected).then_some(port)
+            }) {
+                Ok(server) => return Ok(server),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Starts `command` and waits at most 20 s for its first line, from
+    /// which `port_of` reads the port it listens on.
+    fn spawn_reading(
         kind: &'static str,
         mut command: Command,
         script: Option<PathBuf>,
+        port_of: impl FnOnce(&str) -> Option<u16>,
     ) -> io::Result<Server> {
         let mut child = command
             .stdin(Stdio::piped())
@@ -185,10 +220,7 @@ impl Server {
             let _ = tx.send(line);
         });
         let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok());
+        let port = port_of(line.trim());
         let mut server = Server {
             kind,
             child,
@@ -401,12 +433,16 @@ struct Measure {
     /// The server's CPU time (user + system) per message echoed in the
     /// measured window, in µs; 0 when it cannot be read.
     server_cpu_us: f64,
+    /// The load generator's CPU time (this process, all its threads) per
+    /// message in the same window, in µs.
+    generator_cpu_us: f64,
 }
 
 /// Drives `port` with `cell` for `duration`; `server` is the server's PID,
 /// whose CPU time is read around the measured window.
 fn drive(port: u16, cell: Cell, duration: Duration, server: Option<u32>) -> io::Result<Measure> {
     let frame = Arc::new(frame(cell.size));
+    let window = Arc::new(Window::new(&frame, cell.in_flight));
     let stop = Arc::new(AtomicBool::new(false));
     let counted = Arc::new(AtomicU64::new(0));
     let ready = Arc::new(Barrier::new(cell.connections + 1));
@@ -414,8 +450,9 @@ fn drive(port: u16, cell: Cell, duration: Duration, server: Option<u32>) -> io::
     let mut threads = Vec::new();
     for _ in 0..cell.connections {
         let stream = open(port)?;
-        let (frame, stop, counted, ready, lat_tx) = (
+        let (frame, window, stop, counted, ready, lat_tx) = (
             frame.clone(),
+            window.clone(),
             stop.clone(),
             counted.clone(),
             ready.clone(),
@@ -426,7 +463,7 @@ fn drive(port: u16, cell: Cell, duration: Duration, server: Option<u32>) -> io::
             if cell.in_flight == 1 {
                 ping_pong(stream, &frame, &stop, &counted, &lat_tx)
             } else {
-                pipelined(stream, frame, cell.in_flight, &stop, &counted)
+                pumped(stream, &window, &stop, &counted)
             }
         }));
     }
@@ -436,10 +473,12 @@ fn drive(port: u16, cell: Cell, duration: Duration, server: Option<u32>) -> io::
     std::thread::sleep(Duration::from_millis(200));
     let before = counted.load(Ordering::Relaxed);
     let cpu_before = server.map(cpu_seconds);
+    let own_before = process_cpu();
     let started = Instant::now();
     std::thread::sleep(duration);
     let after = counted.load(Ordering::Relaxed);
     let cpu = server.map(cpu_seconds).zip(cpu_before).map(|(a, b)| a - b);
+    let own = process_cpu() - own_before;
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -462,6 +501,7 @@ fn drive(port: u16, cell: Cell, duration: Duration, server: Option<u32>) -> io::
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         server_cpu_us: cpu.map_or(0.0, |c| c * 1e6 / (after - before).max(1) as f64),
+        generator_cpu_us: own * 1e6 / (after - before).max(1) as f64,
     })
 }
 
@@ -488,59 +528,129 @@ fn ping_pong(
     Ok(())
 }
 
-/// `in_flight` messages outstanding: a writer thread sends one more for
-/// each echo the reader counts.
-fn pipelined(
-    s: TcpStream,
-    frame: Arc<Vec<u8>>,
+/// `send`'s flag for a write that takes what the socket buffer has room
+/// for and never waits (`MSG_DONTWAIT`).
+#[cfg(target_os = "linux")]
+const MSG_DONTWAIT: i32 = 0x40;
+#[cfg(all(unix, not(target_os = "linux")))]
+const MSG_DONTWAIT: i32 = 0x80;
+/// Elsewhere a refill may wait for room, which is safe while a window's
+/// frames fit in the socket buffers.
+#[cfg(not(unix))]
+const MSG_DONTWAIT: i32 = 0;
+
+/// The frames of a pipelined window, built (and masked) once for all the
+/// connections of a cell: `2 × in_flight` copies of one frame back to
+/// back, so that the next `n ≤ in_flight` frames to send, from wherever
+/// the previous write stopped (even inside a frame), are one slice.
+struct Window {
+    bytes: Vec<u8>,
+    frame_len: usize,
     in_flight: usize,
+}
+
+impl Window {
+    fn new(frame: &[u8], in_flight: usize) -> Window {
+        Window {
+            bytes: frame.repeat(2 * in_flight),
+            frame_len: frame.len(),
+            in_flight,
+        }
+    }
+
+    /// `len ≤ in_flight` frames' worth of bytes from `at`, an offset below
+    /// `in_flight` frames (all the frames are the same, so any offset
+    /// modulo a window's length is the same place in the stream).
+    fn slice(&self, at: usize, len: usize) -> &[u8] {
+        &self.bytes[at..at + len]
+    }
+}
+
+/// `in_flight` messages outstanding on one thread, which alternates
+/// between refilling the window and reading: when n echoes have come back,
+/// n frames go out in one `send` (a slice of the [`Window`], no copy), then
+/// one `read` of up to 256 KiB takes whatever echoes have arrived (counted
+/// by their headers, payloads skipped). In the steady state that is two
+/// system calls per batch and no wake-up of another thread; a writer
+/// thread fed by a channel costs a wake-up per batch and a core shared by
+/// two threads on each side.
+///
+/// The refill must not wait while the server waits for room to write its
+/// echoes to us (each would wait for the other once a window's bytes
+/// exceed the socket buffers, as 8 × 1 MiB do): it takes what the socket
+/// has room for (`MSG_DONTWAIT`), and the rest goes after the next read.
+/// It waits for room only when every frame written whole has been echoed:
+/// the server has nothing left to write then, so it reads.
+fn pumped(
+    mut s: TcpStream,
+    window: &Window,
     stop: &AtomicBool,
     counted: &AtomicU64,
 ) -> io::Result<()> {
-    let mut writer = s.try_clone()?;
-    let (token_tx, token_rx) = mpsc::sync_channel::<u64>(in_flight * 2);
-    // The frames of a whole window, built once: n echoes are answered with
-    // n frames in one write, so the generator costs little per message.
-    let batch: Vec<u8> = frame.repeat(in_flight);
-    let sending = std::thread::spawn(move || -> io::Result<()> {
-        writer.write_all(&batch)?;
-        while let Ok(mut n) = token_rx.recv() {
-            while let Ok(more) = token_rx.try_recv() {
-                n += more;
-            }
-            while n > 0 {
-                let k = n.min(in_flight as u64) as usize;
-                writer.write_all(&batch[..k * frame.len()])?;
-                n -= k as u64;
-            }
-        }
-        Ok(())
-    });
-    let mut reader = s;
+    let frame_len = window.frame_len as u64;
+    let span = window.in_flight * window.frame_len;
     let mut counter = FrameCounter::new();
-    let mut outstanding = in_flight as u64;
-    while outstanding > 0 {
-        let n = counter.read_frames(&mut reader)?;
+    // Where the next byte to send is in the window, and how many to send.
+    let (mut at, mut owed) = (0usize, span);
+    // Bytes written in all, and echoes counted.
+    let (mut written, mut echoed) = (0u64, 0u64);
+    let mut drain_deadline = None;
+    loop {
+        // Frames written whole whose echo has not come back yet.
+        let unanswered = written / frame_len - echoed;
+        if owed > 0 {
+            let piece = window.slice(at, owed);
+            let n = if unanswered > 0 {
+                match socket2::SockRef::from(&s).send_with_flags(piece, MSG_DONTWAIT) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                // Waits for room (at most the write timeout).
+                match s.write(piece) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                    Err(e) => return Err(e),
+                }
+            };
+            written += n as u64;
+            owed -= n;
+            at = (at + n) % span;
+        }
+        let unanswered = written / frame_len - echoed;
+        if unanswered == 0 {
+            if owed == 0 {
+                // Stopped, and every echo is in.
+                return Ok(());
+            }
+            continue;
+        }
+        let n = counter.read_frames(&mut s)?;
+        echoed += n;
         counted.fetch_add(n, Ordering::Relaxed);
-        outstanding -= n;
         if !stop.load(Ordering::Relaxed) {
-            outstanding += n;
-            if token_tx.send(n).is_err() {
-                break;
+            owed += n as usize * window.frame_len;
+        } else {
+            // Only the rest of a frame begun is still sent.
+            let begun = (written % frame_len) as usize;
+            if begun > 0 {
+                owed = owed.min(window.frame_len - begun);
+            } else {
+                owed = 0;
+            }
+            let deadline = *drain_deadline.get_or_insert(Instant::now() + Duration::from_secs(10));
+            if Instant::now() > deadline {
+                return Err(io::Error::other("echoes still missing 10 s after the end"));
             }
         }
     }
-    drop(token_tx);
-    sending
-        .join()
-        .map_err(|_| io::Error::other("writer panicked"))??;
-    Ok(())
 }
 
 // ------------------------------------------------------------------ clients
 
-/// Our client: `in_flight` messages outstanding, one more sent from the
-/// data listener for each echo.
 /// CPU time this process has used, in seconds (Linux; 0 elsewhere).
 fn process_cpu() -> f64 {
     cpu_seconds(std::process::id())
@@ -566,6 +676,8 @@ struct ClientRun {
     cpu_us: f64,
 }
 
+/// Our client: `in_flight` messages outstanding, one more sent from the
+/// data listener for each echo.
 fn our_client(port: u16, size: usize, in_flight: usize, duration: Duration) -> ClientRun {
     let ws = WebSocket::new();
     let counted = Arc::new(AtomicU64::new(0));
@@ -1713,8 +1825,8 @@ fn drive_one(args: &[String]) {
     let server = args.get(5).and_then(|a| a.parse::<u32>().ok());
     match drive(port, cell, Duration::from_secs(seconds), server) {
         Ok(m) => println!(
-            "{cell:?}: {:.0} msgs/s, {:.0} MB/s, p50 {:.0} µs, p99 {:.0} µs, server CPU {:.2} µs/msg",
-            m.msgs_per_s, m.mb_per_s, m.p50_us, m.p99_us, m.server_cpu_us
+            "{cell:?}: {:.0} msgs/s, {:.0} MB/s, p50 {:.0} µs, p99 {:.0} µs, server CPU {:.2} µs/msg, load generator CPU {:.2} µs/msg",
+            m.msgs_per_s, m.mb_per_s, m.p50_us, m.p99_us, m.server_cpu_us, m.generator_cpu_us
         ),
         Err(e) => {
             eprintln!("{cell:?}: {e}");
@@ -1723,8 +1835,260 @@ fn drive_one(args: &[String]) {
     }
 }
 
+/// Where the uWebSockets echo server of `examples/uws_echo` is: the path
+/// after `--uws` (both taken out of `args`), else `AIRWS_UWS_ECHO`.
+fn uws_path(args: &mut Vec<String>) -> Option<PathBuf> {
+    if let Some(i) = args.iter().position(|a| a == "--uws") {
+        args.remove(i);
+        if i < args.len() {
+            return Some(PathBuf::from(args.remove(i)));
+        }
+        eprintln!("--uws needs the path of a built uws_echo");
+        std::process::exit(2);
+    }
+    std::env::var_os("AIRWS_UWS_ECHO")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The echo servers of the tables, in the order each round visits them:
+/// ours, tungstenite, uWebSockets when `uws` names it (the table says
+/// when it is skipped, and why), raw TCP last.
+fn start_servers(uws: Option<&Path>) -> Vec<Server> {
+    let mut servers = vec![Server::start("airws"), Server::start("tungstenite")];
+    match uws.map(|path| (path, Server::start_uws(path))) {
+        Some((_, Ok(server))) => servers.push(server),
+        Some((path, Err(e))) => println!(
+            "uWebSockets: skipped, {} did not start ({e}); see examples/uws_echo/README.md\n",
+            path.display()
+        ),
+        None => println!(
+            "uWebSockets: skipped (no AIRWS_UWS_ECHO or --uws PATH; examples/uws_echo/README.md builds it)\n"
+        ),
+    }
+    servers.push(Server::start("raw"));
+    servers
+}
+
+/// Runs `cell` `runs` times against every server, the rounds alternating
+/// between them; the measures of each server, in the order of `servers`.
+fn rounds(servers: &[Server], cell: Cell, runs: usize, window: Duration) -> Vec<Vec<Measure>> {
+    let mut results: Vec<Vec<Measure>> = vec![Vec::new(); servers.len()];
+    for _ in 0..runs {
+        for (i, s) in servers.iter().enumerate() {
+            match drive(s.port, cell, window, Some(s.child.id())) {
+                Ok(m) => results[i].push(m),
+                Err(e) => eprintln!("{} {cell:?}: {e}", s.kind),
+            }
+        }
+    }
+    results
+}
+
+/// The median of `f` over one server's measures.
+fn med(results: &[Measure], f: fn(&Measure) -> f64) -> f64 {
+    median(results.iter().map(f).collect())
+}
+
+/// The table row of `cells` markdown cells, `cells` first and empty ones
+/// after them up to `width`.
+fn row(cells: &[String], width: usize) -> String {
+    let mut out = String::from("|");
+    for i in 0..width.max(cells.len()) {
+        out.push(' ');
+        out.push_str(cells.get(i).map_or("", String::as_str));
+        out.push_str(" |");
+    }
+    out
+}
+
+/// The echo table: every size, 1 and 32 (8 for 1 MiB) in flight, 1 and 16
+/// connections, against every server in `servers` (ours first, raw TCP
+/// last).
+fn echo_table(servers: &[Server], runs: usize, window: Duration) {
+    let raw = servers.len() - 1;
+    let others = &servers[1..];
+    println!("## Echo servers\n");
+    let mut header: Vec<String> = [
+        "size",
+        "in flight",
+        "conns",
+        "airws msgs/s",
+        "MB/s",
+        "p50 µs",
+        "p99 µs",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(others.iter().map(|s| format!("{} msgs/s", s.kind)));
+    header.extend(others.iter().map(|s| format!("airws/{}", s.kind)));
+    header.push("server CPU µs/msg: airws".into());
+    header.extend(others.iter().map(|s| s.kind.to_string()));
+    let width = header.len();
+    println!("{}", row(&header, width));
+    println!("|{}", "---|".repeat(width));
+    for size in [16usize, 1024, 64 << 10, 1 << 20] {
+        for in_flight in [1usize, 32] {
+            for connections in [1usize, 16] {
+                let in_flight = if size >= 1 << 20 {
+                    in_flight.min(8)
+                } else {
+                    in_flight
+                };
+                let cell = Cell {
+                    size,
+                    in_flight,
+                    connections,
+                };
+                let results = rounds(servers, cell, runs, window);
+                let rate = |i: usize| med(&results[i], |m| m.msgs_per_s);
+                let ours = rate(0);
+                let mut cells = vec![
+                    size.to_string(),
+                    in_flight.to_string(),
+                    connections.to_string(),
+                    format!("{ours:.0}"),
+                    format!("{:.0}", med(&results[0], |m| m.mb_per_s)),
+                ];
+                if in_flight == 1 {
+                    cells.push(format!("{:.0}", med(&results[0], |m| m.p50_us)));
+                    cells.push(format!("{:.0}", med(&results[0], |m| m.p99_us)));
+                } else {
+                    cells.extend([String::new(), String::new()]);
+                }
+                cells.extend((1..=raw).map(|i| format!("{:.0}", rate(i))));
+                cells.extend((1..=raw).map(|i| format!("{:.2}", ours / rate(i).max(1.0))));
+                cells.extend(
+                    (0..=raw).map(|i| format!("{:.2}", med(&results[i], |m| m.server_cpu_us))),
+                );
+                println!("{}", row(&cells, width));
+                if in_flight == 1 && connections == 1 {
+                    let p50s: Vec<String> = (1..=raw)
+                        .map(|i| {
+                            format!("{} {:.0}", servers[i].kind, med(&results[i], |m| m.p50_us))
+                        })
+                        .collect();
+                    let note = format!("p50 µs: {}", p50s.join(", "));
+                    println!("{}", row(&[String::new(), note], width));
+                }
+            }
+        }
+    }
+}
+
+/// The cells of `bench servers`: where a server's own cost per message
+/// shows, one connection unless noted.
+const SERVER_CELLS: [(&str, Cell); 5] = [
+    (
+        "16 B, 1 connection",
+        Cell {
+            size: 16,
+            in_flight: 32,
+            connections: 1,
+        },
+    ),
+    (
+        "16 B, 16 connections",
+        Cell {
+            size: 16,
+            in_flight: 32,
+            connections: 16,
+        },
+    ),
+    (
+        "1 KiB, 1 connection",
+        Cell {
+            size: 1024,
+            in_flight: 32,
+            connections: 1,
+        },
+    ),
+    (
+        "64 KiB, 1 connection",
+        Cell {
+            size: 64 << 10,
+            in_flight: 32,
+            connections: 1,
+        },
+    ),
+    (
+        "1 MiB, 8 in flight",
+        Cell {
+            size: 1 << 20,
+            in_flight: 8,
+            connections: 1,
+        },
+    ),
+];
+
+/// `bench servers`: each server's CPU time per message and msgs/s in the
+/// cells of [`SERVER_CELLS`] (32 in flight unless noted), throughput
+/// against raw TCP's in the same run, the load generator's own CPU time
+/// per message, and every round's figures.
+fn servers_table(servers: &[Server], runs: usize, window: Duration) {
+    let raw = servers.len() - 1;
+    let names: Vec<&str> = servers.iter().map(|s| s.kind).collect();
+    println!(
+        "## Servers: CPU per message ({} round(s) alternating between servers, {:?} each; medians)\n",
+        runs, window
+    );
+    let mut header = vec!["cell".to_string()];
+    header.extend(names.iter().enumerate().map(|(i, n)| {
+        if i == 0 {
+            format!("server CPU µs/msg: {n}")
+        } else {
+            n.to_string()
+        }
+    }));
+    header.extend(names.iter().enumerate().map(|(i, n)| {
+        if i == 0 {
+            format!("msgs/s: {n}")
+        } else {
+            n.to_string()
+        }
+    }));
+    header.extend(names[..raw].iter().map(|n| format!("{n}/raw")));
+    let width = header.len();
+    let mut generator = Vec::new();
+    let mut all_rounds = Vec::new();
+    println!("{}", row(&header, width));
+    println!("|{}", "---|".repeat(width));
+    for (label, cell) in SERVER_CELLS {
+        let results = rounds(servers, cell, runs, window);
+        let rate = |i: usize| med(&results[i], |m| m.msgs_per_s);
+        let mut cells = vec![label.to_string()];
+        cells.extend((0..=raw).map(|i| format!("{:.2}", med(&results[i], |m| m.server_cpu_us))));
+        cells.extend((0..=raw).map(|i| format!("{:.0}", rate(i))));
+        cells.extend((0..raw).map(|i| format!("{:.2}", rate(i) / rate(raw).max(1.0))));
+        println!("{}", row(&cells, width));
+        let mut line = vec![label.to_string()];
+        line.extend((0..=raw).map(|i| format!("{:.2}", med(&results[i], |m| m.generator_cpu_us))));
+        generator.push(line);
+        for (i, r) in results.iter().enumerate() {
+            let each: Vec<String> = r
+                .iter()
+                .map(|m| format!("{:.0} ({:.2})", m.msgs_per_s, m.server_cpu_us))
+                .collect();
+            all_rounds.push(format!("- {label}, {}: {}", names[i], each.join(", ")));
+        }
+    }
+    println!("\n### The load generator's CPU µs per message (this process), by server\n");
+    let mut header = vec!["cell".to_string()];
+    header.extend(names.iter().map(|n| n.to_string()));
+    println!("{}", row(&header, header.len()));
+    println!("|{}", "---|".repeat(header.len()));
+    for line in generator {
+        println!("{}", row(&line, header.len()));
+    }
+    println!("\n### Every round: msgs/s (server CPU µs/msg)\n");
+    for line in all_rounds {
+        println!("{line}");
+    }
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let uws = uws_path(&mut args);
     match args.first().map(String::as_str) {
         Some("serve") => {
             let budget = args.get(2).and_then(|b| b.parse().ok());
@@ -1738,6 +2102,16 @@ fn main() {
         Some("clients") => {
             let server = Server::start("tungstenite");
             return clients(server.port, 3, Duration::from_secs(1));
+        }
+        Some("servers") => {
+            let (runs, window) = if args.get(1).map(String::as_str) == Some("quick") {
+                (1, Duration::from_millis(300))
+            } else {
+                (3, Duration::from_secs(2))
+            };
+            let servers = start_servers(uws.as_deref());
+            servers_table(&servers, runs, window);
+            return clients(servers[1].port, runs, window.min(Duration::from_secs(1)));
         }
         Some("deflate") => {
             return if args.get(1).map(String::as_str) == Some("quick") {
@@ -1769,74 +2143,16 @@ fn main() {
         (3, Duration::from_secs(1))
     };
 
-    let servers = [
-        Server::start("airws"),
-        Server::start("tungstenite"),
-        Server::start("raw"),
-    ];
+    let servers = start_servers(uws.as_deref());
     println!("# airws benchmark\n");
     println!(
         "Loopback, {} run(s) per cell alternating between servers, {:?} each; medians.\n",
         runs, window
     );
-    println!("## Echo servers\n");
-    println!("| size | in flight | conns | airws msgs/s | MB/s | p50 µs | p99 µs | tungstenite msgs/s | raw TCP msgs/s | airws/tungstenite | airws/raw | server CPU µs/msg: airws | tungstenite | raw |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for size in [16usize, 1024, 64 << 10, 1 << 20] {
-        for in_flight in [1usize, 32] {
-            for connections in [1usize, 16] {
-                let in_flight = if size >= 1 << 20 {
-                    in_flight.min(8)
-                } else {
-                    in_flight
-                };
-                let cell = Cell {
-                    size,
-                    in_flight,
-                    connections,
-                };
-                let mut results: Vec<Vec<Measure>> = vec![Vec::new(); servers.len()];
-                for _ in 0..runs {
-                    for (i, s) in servers.iter().enumerate() {
-                        match drive(s.port, cell, window, Some(s.child.id())) {
-                            Ok(m) => results[i].push(m),
-                            Err(e) => eprintln!("{} {cell:?}: {e}", s.kind),
-                        }
-                    }
-                }
-                let med =
-                    |i: usize, f: fn(&Measure) -> f64| median(results[i].iter().map(f).collect());
-                let ours = med(0, |m| m.msgs_per_s);
-                let tung = med(1, |m| m.msgs_per_s);
-                let raw = med(2, |m| m.msgs_per_s);
-                let (p50, p99) = if in_flight == 1 {
-                    (
-                        format!("{:.0}", med(0, |m| m.p50_us)),
-                        format!("{:.0}", med(0, |m| m.p99_us)),
-                    )
-                } else {
-                    ("".into(), "".into())
-                };
-                println!(
-                    "| {size} | {in_flight} | {connections} | {ours:.0} | {:.0} | {p50} | {p99} | {tung:.0} | {raw:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-                    med(0, |m| m.mb_per_s),
-                    ours / tung.max(1.0),
-                    ours / raw.max(1.0),
-                    med(0, |m| m.server_cpu_us),
-                    med(1, |m| m.server_cpu_us),
-                    med(2, |m| m.server_cpu_us),
-                );
-                if in_flight == 1 && connections == 1 {
-                    println!(
-                        "|  | p50 µs: tungstenite {:.0}, raw {:.0} |  |  |  |  |  |  |  |  |  |  |  |  |",
-                        med(1, |m| m.p50_us),
-                        med(2, |m| m.p50_us)
-                    );
-                }
-            }
-        }
-    }
-
+    echo_table(&servers, runs, window);
+    println!();
+    servers_table(&servers, runs, if quick { window } else { 2 * window });
+    println!();
     clients(servers[1].port, runs, window);
 
     let (mask, copy) = masking();
