@@ -206,24 +206,24 @@ fn without_room_in_the_budget_a_server_declines_and_a_client_does_not_offer() {
         .expect("closed in time");
 
     // A client without room offers nothing: the request has no
-    // Sec-WebSocket-Extensions.
-    let raw = support::RawServer::new();
-    let url = raw.url();
-    let seen = thread::spawn(move || {
-        let mut s = raw.accept_tcp();
-        let head = support::read_head(&mut s);
-        let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
-        head
-    });
-    assert!(WebSocket::open_with(deflate_without_room(), &url, &[], T).is_err());
-    let head = seen.join().expect("the raw server");
+    // Sec-WebSocket-Extensions; with room, the same client offers it.
+    let head = request_head(deflate_without_room());
     assert!(
         !head
             .to_ascii_lowercase()
             .contains("sec-websocket-extensions"),
         "offered without room: {head}"
     );
-    // With room, the same client offers it.
+    let head = request_head(deflate());
+    assert!(
+        head.contains("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"),
+        "{head}"
+    );
+}
+
+/// The upgrade request a client with `config` sends, read by a raw server
+/// that then refuses it.
+fn request_head(config: Config) -> String {
     let raw = support::RawServer::new();
     let url = raw.url();
     let seen = thread::spawn(move || {
@@ -232,10 +232,9 @@ fn without_room_in_the_budget_a_server_declines_and_a_client_does_not_offer() {
         let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
         head
     });
-    assert!(WebSocket::open_with(deflate(), &url, &[], T).is_err());
-    let head = seen.join().expect("the raw server");
     assert!(
-        head.contains("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"),
-        "{head}"
+        WebSocket::open_with(config, &url, &[], T).is_err(),
+        "refused"
     );
+    seen.join().expect("the raw server")
 }

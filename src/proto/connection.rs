@@ -52,7 +52,6 @@ use super::error::ProtocolError;
 use super::frame::{
     MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
 };
-use super::mask::extend_masked;
 use super::receiver::{Incoming, Limits, Receiver, Room};
 pub use super::sender::OutgoingHeader;
 use super::sender::{CloseHandshake, Sender};
@@ -395,15 +394,10 @@ impl Connection {
         loop {
             let piece = pieces.next().unwrap_or_default();
             let fin = pieces.peek().is_none();
-            let h = self
-                .sender
+            self.sender
                 .frame_header_rsv(fin, rsv, op, piece.len() as u64)
-                .map_err(SendError::Random)?;
-            self.out.extend_from_slice(h.as_bytes());
-            match h.mask {
-                Some(key) => extend_masked(&mut self.out, piece, key, 0),
-                None => super::bytes::append(&mut self.out, piece),
-            }
+                .map_err(SendError::Random)?
+                .append_frame(&mut self.out, piece);
             if fin {
                 return Ok(());
             }
@@ -818,12 +812,8 @@ impl Connection {
     /// last frame), or a control frame (`OP_PING`, `OP_PONG`), which may go
     /// between the fragments of a message.
     pub fn send_frame(&mut self, opcode: u8, payload: &[u8], fin: bool) -> Result<(), SendError> {
-        let h = self.frame_header(opcode, payload.len() as u64, fin)?;
-        self.out.extend_from_slice(h.as_bytes());
-        match h.mask {
-            Some(key) => extend_masked(&mut self.out, payload, key, 0),
-            None => super::bytes::append(&mut self.out, payload),
-        }
+        self.frame_header(opcode, payload.len() as u64, fin)?
+            .append_frame(&mut self.out, payload);
         Ok(())
     }
 

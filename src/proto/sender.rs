@@ -53,6 +53,17 @@ impl OutgoingHeader {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
+
+    /// Appends the whole frame to `out`: this header, then `payload`
+    /// (masked with the header's key, if it has one), which must be as
+    /// long as the header says.
+    pub fn append_frame(&self, out: &mut Vec<u8>, payload: &[u8]) {
+        out.extend_from_slice(self.as_bytes());
+        match self.mask {
+            Some(key) => super::mask::extend_masked(out, payload, key, 0),
+            None => super::bytes::append(out, payload),
+        }
+    }
 }
 
 impl Sender {
@@ -109,12 +120,8 @@ impl Sender {
         opcode: u8,
         payload: &[u8],
     ) -> Result<(), getrandom::Error> {
-        let h = self.header(opcode, payload.len() as u64)?;
-        out.extend_from_slice(h.as_bytes());
-        match h.mask {
-            Some(key) => super::mask::extend_masked(out, payload, key, 0),
-            None => super::bytes::append(out, payload),
-        }
+        self.header(opcode, payload.len() as u64)?
+            .append_frame(out, payload);
         Ok(())
     }
 }
